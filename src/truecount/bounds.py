@@ -1,0 +1,151 @@
+"""Deterministic capacity bounds of a case: what the channel could have done, claim by claim.
+
+The back-of-the-envelope analysis, made explicit: for a stated handle time, how many line-hours each
+channel had, the most registrations they allow, and for each claim the handle time it implies and the
+days of operation it would need. Built on :mod:`truecount.capacity`; rendered by ``truecount
+capacity`` as a table or JSON. No probability here: the model (:mod:`truecount.model`) replaces the
+fixed handle time and full use with priors and data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from truecount import capacity
+from truecount.case import Case, Channel
+
+#: Handle time used when none is given: the value that reproduces the KSS analysts' 28 days.
+DEFAULT_HANDLE_TIME = 5.0
+
+
+@dataclass(frozen=True)
+class ChannelBound:
+    """Capacity of one channel over its open days."""
+
+    id: str
+    servers: int
+    hours: str
+    hours_per_day: float
+    first_day: str | None
+    last_day: str | None
+    days: int
+    line_hours: float
+    max_registrations: float
+
+
+@dataclass(frozen=True)
+class ClaimBound:
+    """What one claim requires of the channels."""
+
+    id: str
+    value: int
+    date: str | None
+    line_hours_before: float
+    handle_time_needed: float
+    days_needed: float
+    possible: bool
+
+
+@dataclass(frozen=True)
+class CapacityResult:
+    """The capacity table of a case (or of options alone) at one handle time."""
+
+    source: str
+    readings: list[str]
+    handle_time: float
+    channels: list[ChannelBound]
+    claims: list[ClaimBound]
+    statements: list[dict[str, Any]]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return dataclasses.asdict(self)
+
+
+def override_channels(
+    case: Case, *, lines: int | None = None, hours_per_day: float | None = None,
+    days: int | None = None,
+) -> Case:
+    """The case with every channel's lines, daily hours or number of open days replaced.
+
+    Daily hours keep the channel's opening time where they fit in the day, else end at midnight.
+    """
+    channels = []
+    for c in case.channels:
+        changes: dict[str, Any] = {}
+        if lines is not None:
+            changes["servers"] = lines
+        if hours_per_day is not None:
+            length = round(hours_per_day * 60)
+            opens = min(c.opens, 1440 - length)
+            changes.update(opens=opens, closes=opens + length)
+        if days is not None:
+            changes["last_day"] = c.first_day + dt.timedelta(days=days - 1)
+        channels.append(dataclasses.replace(c, **changes))
+    return dataclasses.replace(case, channels=tuple(channels))
+
+
+def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> CapacityResult:
+    """Capacity of every channel of ``case`` and what each claim requires, at ``handle_time``."""
+    tz = case.tz
+    channels = [_channel_bound(c, handle_time) for c in case.channels]
+    per_day = sum(c.line_hours_per_day for c in case.channels)
+    claims = []
+    for claim in case.claims:
+        before = sum(
+            c.servers * sum(c.open_hours_before(d, claim.time, tz) for d in c.days)
+            for c in case.channels
+        )
+        when = (f"{claim.day} (end)"
+                if claim.time_given == "date" else f"{claim.time:%Y-%m-%d %H:%M}")
+        claims.append(_claim_bound(claim.id, claim.value, when, before, per_day, handle_time))
+    statements = [
+        {"id": s.id, "value": s.value, "unit": s.unit, "about": s.about, "source": s.cited.source}
+        for s in case.statements
+    ]
+    return CapacityResult(str(case.path), list(case.applied_readings), handle_time, channels,
+                          claims, statements, case.warnings())
+
+
+def options_capacity(
+    *, lines: int, hours_per_day: float, days: int, claims: list[int],
+    handle_time: float = DEFAULT_HANDLE_TIME,
+) -> CapacityResult:
+    """Capacity of one channel described by options alone; claims are taken at the window's end."""
+    length = round(hours_per_day * 60)
+    channel = Channel("lines", "phone_lines", lines, 0, length, dt.date.min,
+                      dt.date.min + dt.timedelta(days=days - 1), ())
+    bound = dataclasses.replace(_channel_bound(channel, handle_time), first_day=None,
+                                last_day=None)
+    claim_bounds = [
+        _claim_bound(f"claim_{i + 1}", value, None, bound.line_hours, channel.line_hours_per_day,
+                     handle_time)
+        for i, value in enumerate(claims)
+    ]
+    return CapacityResult("options", [], handle_time, [bound], claim_bounds, [], [])
+
+
+def _channel_bound(c: Channel, handle_time: float) -> ChannelBound:
+    line_hours = c.servers * c.hours_per_day * c.n_days
+    return ChannelBound(
+        id=c.id, servers=c.servers, hours=c.hours_label, hours_per_day=c.hours_per_day,
+        first_day=c.first_day.isoformat(), last_day=c.last_day.isoformat(), days=c.n_days,
+        line_hours=line_hours,
+        max_registrations=float(capacity.max_registrations(c.servers, c.hours_per_day * c.n_days,
+                                                           handle_time)),
+    )
+
+
+def _claim_bound(claim_id: str, value: int, date: str | None, line_hours_before: float,
+                 line_hours_per_day: float, handle_time: float) -> ClaimBound:
+    needed = float(capacity.required_handle_time(value, line_hours_before))
+    return ClaimBound(
+        id=claim_id, value=value, date=date, line_hours_before=line_hours_before,
+        handle_time_needed=needed,
+        days_needed=float(capacity.required_days(value, line_hours_per_day, handle_time)),
+        possible=needed >= handle_time,
+    )

@@ -1,0 +1,621 @@
+"""Case files: the facts of one recruitment drive, each with its source.
+
+A case file (TOML, see ``docs/formats.md``) holds what is known about one campaign: the actor, the
+announcement, the campaign window and its time zone, each enrolment channel, each published claim,
+each piece of evidence about whether the channel could be reached, the sources every fact cites, the
+alternative *readings* of ambiguous facts, and third-party arithmetic kept for comparison.
+
+:func:`load_case` validates a file into a :class:`Case` (frozen dataclasses); :meth:`Case.to_dataset`
+turns it into the one canonical :class:`xarray.Dataset` (dimensions ``channel``, ``day``, ``claim``,
+``evidence``) that the model consumes. Loading runs no code from the file.
+
+Conventions
+-----------
+* A claim dated with a day but no time is taken at the *end* of that day (local time): the reading
+  most favourable to the claimant, since it gives the channel the most time.
+* Date-times without an offset are local time in the case's time zone.
+* A channel's daily opening hours are the same every day it is open; ``closes = "24:00"`` with
+  ``opens = "00:00"`` is round the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import xarray as xr
+
+from truecount._fields import Fields, format_clock, read_toml
+from truecount.errors import InputError, show
+
+SCHEMA_VERSION = 1
+
+#: What a published figure counts, on the funnel attempts -> answered calls -> registrations ->
+#: people who turned up. "unclear" lets the model weigh the possibilities.
+CLAIM_COUNTS = ("attempts", "answered", "registrations", "turned_up", "unclear")
+#: What the claimant presented the figure as (the same steps; a figure is usually presented as people).
+CLAIM_PRESENTED = ("attempts", "answered", "registrations", "turned_up")
+CHANNEL_KINDS = ("phone_lines",)
+#: Qualitative strengths of unreachability evidence, weakest first; the spec maps each to data.
+EVIDENCE_STRENGTHS = ("some", "many", "most", "nearly_all")
+#: Channel fields that a reading may override.
+READING_FIELDS = ("servers", "opens", "closes", "first_day", "last_day")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A document that facts of the case cite."""
+
+    id: str
+    title: str
+    authors: tuple[str, ...]
+    publisher: str
+    date: dt.date
+    url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """Where a fact comes from: a source id and the words it rests on."""
+
+    source: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One enrolment channel: ``servers`` lines open ``opens``-``closes`` daily, first to last day."""
+
+    id: str
+    kind: str
+    servers: int
+    opens: int  # minutes after local midnight
+    closes: int  # minutes after local midnight, up to 1440
+    first_day: dt.date
+    last_day: dt.date
+    cited: tuple[Sourced, ...]
+    note: str | None = None
+
+    @property
+    def hours_per_day(self) -> float:
+        """Hours the lines are open each day."""
+        return (self.closes - self.opens) / 60.0
+
+    @property
+    def n_days(self) -> int:
+        """Number of days the channel is open."""
+        return (self.last_day - self.first_day).days + 1
+
+    @property
+    def days(self) -> list[dt.date]:
+        """The days the channel is open."""
+        return [self.first_day + dt.timedelta(days=i) for i in range(self.n_days)]
+
+    @property
+    def line_hours_per_day(self) -> float:
+        """Lines times hours open, per day."""
+        return self.servers * self.hours_per_day
+
+    @property
+    def hours_label(self) -> str:
+        """``"09:00-20:00"``."""
+        return f"{format_clock(self.opens)}-{format_clock(self.closes)}"
+
+    def open_hours_before(self, day: dt.date, until: dt.datetime, tz: ZoneInfo) -> float:
+        """Hours the channel is open on ``day`` before the instant ``until`` (0 if closed)."""
+        if not self.first_day <= day <= self.last_day:
+            return 0.0
+        midnight = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+        start = midnight + dt.timedelta(minutes=self.opens)
+        end = midnight + dt.timedelta(minutes=self.closes)
+        end = min(end, until)
+        return max((end - start).total_seconds() / 3600.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published figure: ``value`` (rounded to ``rounding``) at ``time``, counting ``counts``."""
+
+    id: str
+    value: int
+    time: dt.datetime  # aware, in the case's time zone
+    time_given: str  # "date" (taken at the end of the day) or "datetime"
+    counts: str
+    presented_as: str
+    cumulative: bool
+    rounding: int
+    by: str
+    cited: Sourced
+    original_source: str | None = None
+    note: str | None = None
+
+    @property
+    def day(self) -> dt.date:
+        """The local calendar day of the claim (a date-only claim's ``time`` is the next midnight)."""
+        return (self.time - dt.timedelta(microseconds=1)).date()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Reports on reaching a channel: counts of failed/succeeded attempts, or a stated strength."""
+
+    id: str
+    channel: str
+    failed: int | None
+    succeeded: int | None
+    strength: str | None
+    cited: Sourced
+    note: str | None = None
+
+    @property
+    def has_counts(self) -> bool:
+        """Whether the evidence gives counts (else it gives a strength)."""
+        return self.failed is not None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """An alternative reading of ambiguous facts: overrides of channel fields, with its source."""
+
+    id: str
+    description: str
+    cited: Sourced
+    channels: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """Third-party arithmetic about the case (e.g. an analyst's bound), kept for comparison."""
+
+    id: str
+    value: float
+    unit: str
+    about: str
+    cited: Sourced
+
+
+@dataclass(frozen=True)
+class Case:
+    """The validated facts of one campaign. Build it with :func:`load_case`."""
+
+    path: Path
+    sha256: str
+    id: str
+    title: str
+    actor: str
+    timezone: str
+    announced: dt.date
+    announced_cited: Sourced
+    window_start: dt.date
+    window_end: dt.date
+    window_cited: Sourced
+    channels: tuple[Channel, ...]
+    claims: tuple[Claim, ...]
+    evidence: tuple[Evidence, ...]
+    sources: dict[str, Source]
+    readings: dict[str, Reading]
+    statements: tuple[Statement, ...]
+    applied_readings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The case's time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def days(self) -> list[dt.date]:
+        """Every calendar day from the window's start to the last open day or claim, whichever is later."""
+        last = max(
+            [self.window_end]
+            + [c.last_day for c in self.channels]
+            + [c.day for c in self.claims]
+        )
+        first = min([self.window_start] + [c.first_day for c in self.channels])
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+    def channel(self, channel_id: str) -> Channel:
+        """The channel with this id."""
+        for c in self.channels:
+            if c.id == channel_id:
+                return c
+        raise KeyError(channel_id)
+
+    def with_readings(self, names: Iterable[str]) -> Case:
+        """The case under the named alternative readings (applied in order; they may not clash)."""
+        names = tuple(names)
+        channels = {c.id: c for c in self.channels}
+        set_by: dict[tuple[str, str], str] = {}
+        for name in names:
+            if name not in self.readings:
+                allowed = ", ".join(self.readings) or "none (the case defines no readings)"
+                raise InputError("--reading", "", show(name), f"a reading of {self.path}: {allowed}")
+            for channel_id, overrides in self.readings[name].channels.items():
+                for key in overrides:
+                    if (channel_id, key) in set_by:
+                        raise InputError(
+                            "--reading", "", f"{set_by[channel_id, key]!r} and {name!r}",
+                            "readings that set different fields",
+                            f"Both set channels.{channel_id}.{key}; choose one of them.",
+                        )
+                    set_by[channel_id, key] = name
+                updated = dataclasses.replace(channels[channel_id], **overrides)
+                _check_channel(updated, self.path, f"readings.{name}.channels.{channel_id}")
+                channels[channel_id] = updated
+        return dataclasses.replace(
+            self, channels=tuple(channels.values()),
+            applied_readings=self.applied_readings + names,
+        )
+
+    def warnings(self) -> list[str]:
+        """Facts that are legal but suspicious, for the user and the report to see."""
+        found = []
+        first_open = min(
+            dt.datetime.combine(c.first_day, dt.time(0), tzinfo=self.tz) + dt.timedelta(minutes=c.opens)
+            for c in self.channels
+        )
+        for claim in self.claims:
+            if claim.time <= first_open:
+                found.append(
+                    f"{self.path}: claim {claim.id!r} ({claim.time:%Y-%m-%d %H:%M}) comes before "
+                    f"any channel opened ({first_open:%Y-%m-%d %H:%M}); the channel cannot explain "
+                    "any of it"
+                )
+        return found
+
+    def to_dataset(self) -> xr.Dataset:
+        """The case as one :class:`xarray.Dataset` with named dimensions.
+
+        Dimensions: ``channel``, ``day`` (calendar days, local time), ``claim``, ``evidence``.
+
+        Variables: ``servers(channel)``; ``open_hours(channel, day)``; ``claim_value``,
+        ``claim_rounding``, ``claim_cumulative``, ``claim_counts``, ``claim_presented_as``,
+        ``claim_time`` (UTC) ``(claim)``; ``claim_exposure(claim, channel, day)``: the share of each
+        day's open hours that falls before the claim; ``evidence_channel``, ``evidence_failed``,
+        ``evidence_succeeded`` (NaN where a strength is given instead), ``evidence_strength``
+        ("" where counts are given) ``(evidence)``.
+        """
+        tz = self.tz
+        days = self.days
+        day_coord = np.array(days, dtype="datetime64[D]")
+        open_hours = np.array(
+            [[c.open_hours_before(d, _end_of_day(d, tz), tz) for d in days] for c in self.channels]
+        )
+        exposure = np.zeros((len(self.claims), len(self.channels), len(days)))
+        for i, claim in enumerate(self.claims):
+            for j, channel in enumerate(self.channels):
+                for k, day in enumerate(days):
+                    if open_hours[j, k] > 0:
+                        before = channel.open_hours_before(day, claim.time, tz)
+                        exposure[i, j, k] = before / open_hours[j, k]
+        ev = self.evidence
+
+        def nan_int(x: int | None) -> float:
+            return float("nan") if x is None else float(x)
+
+        return xr.Dataset(
+            {
+                "servers": ("channel", np.array([c.servers for c in self.channels], dtype=np.int64)),
+                "open_hours": (("channel", "day"), open_hours),
+                "claim_value": ("claim", np.array([c.value for c in self.claims], dtype=float)),
+                "claim_rounding": ("claim", np.array([c.rounding for c in self.claims], dtype=float)),
+                "claim_cumulative": ("claim", np.array([c.cumulative for c in self.claims], bool)),
+                "claim_counts": ("claim", np.array([c.counts for c in self.claims], dtype=str)),
+                "claim_presented_as": (
+                    "claim", np.array([c.presented_as for c in self.claims], dtype=str)),
+                "claim_time": ("claim", np.array(
+                    [c.time.astimezone(dt.UTC).replace(tzinfo=None) for c in self.claims],
+                    dtype="datetime64[s]")),
+                "claim_exposure": (("claim", "channel", "day"), exposure),
+                "evidence_channel": ("evidence", np.array([e.channel for e in ev], dtype=str)),
+                "evidence_failed": ("evidence", np.array([nan_int(e.failed) for e in ev])),
+                "evidence_succeeded": ("evidence", np.array([nan_int(e.succeeded) for e in ev])),
+                "evidence_strength": ("evidence", np.array([e.strength or "" for e in ev], str)),
+            },
+            coords={
+                "channel": [c.id for c in self.channels],
+                "day": day_coord,
+                "claim": [c.id for c in self.claims],
+                "evidence": [e.id for e in ev],
+            },
+            attrs={
+                "case_id": self.id,
+                "case_title": self.title,
+                "case_file": str(self.path),
+                "case_sha256": self.sha256,
+                "timezone": self.timezone,
+                "readings": ",".join(self.applied_readings),
+            },
+        )
+
+
+def _end_of_day(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
+    """Read and validate a case file; apply the named alternative ``readings``.
+
+    Raises
+    ------
+    truecount.errors.InputError
+        On any problem with the file, naming the file, the field, what was found and what is allowed.
+
+    """
+    path = Path(path)
+    raw = read_toml(path, "case")
+    top = Fields(raw, path)
+    version = top.req_integer("schema_version")
+    if version != SCHEMA_VERSION:
+        raise top.error("schema_version", str(version), f"{SCHEMA_VERSION}",
+                        "This truecount reads case files of schema version 1.")
+
+    sources = _parse_sources(top)
+
+    def cited(f: Fields) -> Sourced:
+        source = f.req_text("source")
+        if source not in sources:
+            raise f.error("source", show(source), "the id of a [sources.*] table: "
+                          + ", ".join(sources), "Add the source or fix the id.")
+        return Sourced(source, f.req_text("quote"))
+
+    tz_name = top.req_text("timezone")
+    try:
+        ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise top.error("timezone", show(tz_name), "an IANA time zone name such as "
+                        "'Asia/Baghdad'") from None
+    tz = ZoneInfo(tz_name)
+
+    actor = top.req_table("actor")
+    actor_name = actor.req_text("name")
+    actor.finish()
+
+    announcement = top.req_table("announcement")
+    announced = announcement.req_date("date")
+    announced_cited = cited(announcement)
+    announcement.text("by", required=False)
+    announcement.finish()
+
+    window = top.req_table("window")
+    window_start, window_end = window.req_date("start"), window.req_date("end")
+    if window_end < window_start:
+        raise window.error("end", str(window_end), f"a date on or after start ({window_start})")
+    window_cited = cited(window)
+    window.finish()
+
+    channels = [_parse_channel(f, cited) for f in top.tables("channels", min_items=1)]
+    _unique([c.id for c in channels], top, "channels")
+    channel_ids = [c.id for c in channels]
+    for i, c in enumerate(channels):
+        _check_channel(c, path, f"channels[{i}]")
+
+    claims = [_parse_claim(f, cited, tz) for f in top.tables("claims", min_items=1)]
+    _unique([c.id for c in claims], top, "claims")
+
+    evidence = [_parse_evidence(f, cited, channel_ids) for f in top.tables("evidence",
+                                                                            required=False)]
+    _unique([e.id for e in evidence], top, "evidence")
+
+    reading_tables = {
+        name: _parse_reading(name, f, cited, channel_ids)
+        for name, f in top.subtables("readings", required=False).items()
+    }
+    statements = [_parse_statement(f, cited) for f in top.tables("statements", required=False)]
+    _unique([s.id for s in statements], top, "statements")
+
+    case = Case(
+        path=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        id=top.req_text("id"),
+        title=top.req_text("title"),
+        actor=actor_name,
+        timezone=tz_name,
+        announced=announced,
+        announced_cited=announced_cited,
+        window_start=window_start,
+        window_end=window_end,
+        window_cited=window_cited,
+        channels=tuple(channels),
+        claims=tuple(claims),
+        evidence=tuple(evidence),
+        sources=sources,
+        readings=reading_tables,
+        statements=tuple(statements),
+        notes=tuple(top.str_list("notes", required=False)),
+    )
+    top.finish()
+    _check_claims(case)
+    for name in reading_tables:  # every reading must make a valid case, chosen or not
+        case.with_readings([name])
+    return case.with_readings(readings)
+
+
+def _parse_sources(top: Fields) -> dict[str, Source]:
+    sources = {}
+    for sid, f in top.subtables("sources").items():
+        authors = f.str_list("authors", required=False)
+        sources[sid] = Source(
+            id=sid, title=f.req_text("title"), authors=tuple(authors),
+            publisher=f.req_text("publisher"), date=f.req_date("date"),
+            url=f.text("url", required=False), note=f.text("note", required=False),
+        )
+        f.finish()
+    if not sources:
+        raise top.error("sources", "no sources", "at least one [sources.<id>] table",
+                        "Every fact must cite a source.")
+    return sources
+
+
+def _parse_channel(f: Fields, cited: Any) -> Channel:
+    kind = f.req_text("kind", choices=CHANNEL_KINDS)
+    channel = Channel(
+        id=f.req_text("id"),
+        kind=kind,
+        servers=f.req_integer("servers", min=1, max=100_000),
+        opens=_req_clock(f, "opens"),
+        closes=_req_clock(f, "closes"),
+        first_day=f.req_date("first_day"),
+        last_day=f.req_date("last_day"),
+        cited=tuple(_cited_table(s, cited) for s in f.tables("cites", min_items=1)),
+        note=f.text("note", required=False),
+    )
+    f.finish()
+    return channel
+
+
+def _cited_table(f: Fields, cited: Any) -> Sourced:
+    result: Sourced = cited(f)
+    f.finish()
+    return result
+
+
+def _req_clock(f: Fields, key: str) -> int:
+    value = f.clock(key)
+    assert value is not None
+    return value
+
+
+def _check_channel(c: Channel, file: Path, where: str) -> None:
+    if c.closes <= c.opens:
+        raise InputError(file, f"{where}.closes", format_clock(c.closes),
+                         f"a time after opens ({format_clock(c.opens)})",
+                         "Use 00:00 to 24:00 for round the clock.")
+    if c.last_day < c.first_day:
+        raise InputError(file, f"{where}.last_day", str(c.last_day),
+                         f"a date on or after first_day ({c.first_day})")
+    if c.n_days > 366:
+        raise InputError(file, f"{where}.last_day", f"{c.n_days} open days",
+                         "a campaign of at most 366 days")
+
+
+def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo) -> Claim:
+    when = f.date_or_datetime("date")
+    if isinstance(when, dt.datetime):
+        time = when.replace(tzinfo=tz) if when.tzinfo is None else when.astimezone(tz)
+        time_given = "datetime"
+    else:
+        time = _end_of_day(when, tz)
+        time_given = "date"
+    value = f.req_integer("value", min=1, max=10**10)
+    rounding = f.integer("rounding", required=False, min=1, default=1)
+    assert rounding is not None
+    if value % rounding:
+        raise f.error("value", f"{value:,}", f"a multiple of rounding ({rounding:,})",
+                      "Set rounding to the precision the published figure shows.")
+    original = f.text("original_source", required=False)
+    claim = Claim(
+        id=f.req_text("id"),
+        value=value,
+        time=time,
+        time_given=time_given,
+        counts=f.req_text("counts", choices=CLAIM_COUNTS),
+        presented_as=f.req_text("presented_as", choices=CLAIM_PRESENTED),
+        cumulative=bool(f.flag("cumulative")),
+        rounding=rounding,
+        by=f.req_text("by"),
+        cited=cited(f),
+        original_source=original,
+        note=f.text("note", required=False),
+    )
+    f.finish()
+    return claim
+
+
+def _check_claims(case: Case) -> None:
+    cumulative = sorted(
+        ((c.time, i, c) for i, c in enumerate(case.claims) if c.cumulative), key=lambda t: t[:2]
+    )
+    for (_, _, earlier), (_, i, later) in itertools.pairwise(cumulative):
+        if later.value < earlier.value:
+            raise InputError(
+                case.path, f"claims[{i}].value", f"{later.value:,} on {later.day}",
+                f"at least {earlier.value:,} (claim {earlier.id!r} is earlier and cumulative)",
+                "Cumulative claims cannot fall; mark one as cumulative = false if it counts a part.",
+            )
+    for i, claim in enumerate(case.claims):
+        if claim.original_source is not None and claim.original_source not in case.sources:
+            raise InputError(case.path, f"claims[{i}].original_source", show(claim.original_source),
+                             "the id of a [sources.*] table")
+        if claim.day < case.announced:
+            raise InputError(case.path, f"claims[{i}].date", f"{claim.day}",
+                             f"a date on or after the announcement ({case.announced})")
+
+
+def _parse_evidence(f: Fields, cited: Any, channel_ids: list[str]) -> Evidence:
+    channel = f.req_text("channel", choices=channel_ids)
+    failed = f.integer("failed", required=False, min=0)
+    succeeded = f.integer("succeeded", required=False, min=0)
+    strength = f.text("strength", required=False, choices=EVIDENCE_STRENGTHS)
+    if (failed is None) != (succeeded is None):
+        missing = "succeeded" if succeeded is None else "failed"
+        raise f.error(missing, "nothing", "both failed and succeeded counts, or neither",
+                      "Give both counts, or a strength instead.")
+    if (failed is None) == (strength is None):
+        raise f.error("strength", show(strength),
+                      "either counts (failed and succeeded) or a strength, not both or neither")
+    if failed is not None and succeeded is not None and failed + succeeded == 0:
+        raise f.error("failed", "0 failed and 0 succeeded", "at least one reported attempt")
+    evidence = Evidence(
+        id=f.req_text("id"), channel=channel, failed=failed, succeeded=succeeded,
+        strength=strength, cited=cited(f), note=f.text("note", required=False),
+    )
+    f.finish()
+    return evidence
+
+
+def _parse_reading(name: str, f: Fields, cited: Any, channel_ids: list[str]) -> Reading:
+    overrides: dict[str, dict[str, Any]] = {}
+    for channel_id, sub in f.subtables("channels").items():
+        if channel_id not in channel_ids:
+            raise f.error(f"channels.{channel_id}", "an unknown channel id",
+                          "one of " + ", ".join(channel_ids))
+        values: dict[str, Any] = {}
+        for key in sub.data:
+            if key not in READING_FIELDS:
+                raise sub.error(key, "a field a reading cannot change",
+                                "one of " + ", ".join(READING_FIELDS))
+        if sub.has("servers"):
+            values["servers"] = sub.req_integer("servers", min=1, max=100_000)
+        for key in ("opens", "closes"):
+            if sub.has(key):
+                values[key] = sub.clock(key)
+        for key in ("first_day", "last_day"):
+            if sub.has(key):
+                values[key] = sub.req_date(key)
+        sub.finish()
+        overrides[channel_id] = values
+    reading = Reading(name, f.req_text("description"), cited(f), overrides)
+    f.finish()
+    return reading
+
+
+def _parse_statement(f: Fields, cited: Any) -> Statement:
+    statement = Statement(
+        id=f.req_text("id"), value=f.req_number("value", gt=0),
+        unit=f.req_text("unit", choices=("registrations", "days", "minutes", "line_hours")),
+        about=f.req_text("about"), cited=cited(f),
+    )
+    f.finish()
+    return statement
+
+
+def _unique(ids: list[str], top: Fields, key: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(ids):
+        if item in seen:
+            raise InputError(top.file, f"{key}[{i}].id", show(item), "an id not used before",
+                             "Give every entry its own id.")
+        seen.add(item)

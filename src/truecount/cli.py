@@ -1,0 +1,197 @@
+"""The ``truecount`` command line.
+
+Each sub-command is a thin layer: parse options, call the library, render the result. Any
+:class:`~truecount.errors.InputError` is printed as one line (``truecount: error: FILE: FIELD: ...``)
+and the command exits with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from truecount import __version__
+from truecount.bounds import (
+    DEFAULT_HANDLE_TIME,
+    CapacityResult,
+    case_capacity,
+    options_capacity,
+    override_channels,
+)
+from truecount.case import load_case
+from truecount.errors import InputError, TruecountError, show
+
+EXIT_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_INPUT
+    try:
+        result: int = args.run(args)
+        return result
+    except InputError as exc:
+        print(f"truecount: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except TruecountError as exc:
+        print(f"truecount: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("truecount: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="truecount",
+        description="Estimate how many people really enrolled in a recruitment drive from the "
+        "published claims and the capacity of the enrolment channel.",
+    )
+    parser.add_argument("--version", action="version", version=f"truecount {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cap = sub.add_parser(
+        "capacity",
+        help="what the channel could have registered, and what each claim requires",
+        description="Capacity arithmetic of a case (or of options alone): per channel the "
+        "line-hours and the most registrations at a handle time; per claim the handle time it "
+        "implies and the days it would need. Options override the case.",
+        epilog="examples:\n  truecount capacity data/kss_2021.toml\n"
+        "  truecount capacity data/kss_2021.toml --reading round_the_clock --handle-time 3\n"
+        "  truecount capacity --lines 6 --hours-per-day 24 --days 7 --handle-time 5 "
+        "--claim 49000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cap.add_argument("case", nargs="?", help="case file (TOML); omit to use options alone")
+    cap.add_argument("--reading", action="append", default=[], metavar="NAME",
+                     help="apply an alternative reading defined in the case (repeatable)")
+    cap.add_argument("--handle-time", type=_positive(float), default=DEFAULT_HANDLE_TIME,
+                     metavar="MIN", help="mean handle time in minutes "
+                     f"(default {DEFAULT_HANDLE_TIME:g}, shown in the output)")
+    cap.add_argument("--lines", type=_positive(int), metavar="N", help="number of lines")
+    cap.add_argument("--hours-per-day", type=_hours, metavar="H", help="hours open per day (0-24]")
+    cap.add_argument("--days", type=_positive(int), metavar="N", help="number of open days")
+    cap.add_argument("--claim", type=_positive(int), action="append", default=[], metavar="N",
+                     help="a claimed number (repeatable; without a case file only)")
+    cap.add_argument("--json", action="store_true", help="print the result as JSON")
+    cap.set_defaults(run=_run_capacity)
+    return parser
+
+
+def _positive(kind: type) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, "
+                                             f"found {text!r}") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, "
+                                             f"found {text!r}")
+        return value
+
+    return convert
+
+
+def _hours(text: str) -> float:
+    value: float = _positive(float)(text)
+    if value > 24:
+        raise argparse.ArgumentTypeError(f"expected hours per day in (0, 24], found {text!r}")
+    return value
+
+
+def _run_capacity(args: argparse.Namespace) -> int:
+    if args.case is None:
+        for option, value in (("--lines", args.lines), ("--hours-per-day", args.hours_per_day),
+                              ("--days", args.days)):
+            if value is None:
+                raise InputError(option, "", "nothing", "a value when no case file is given",
+                                 "Give a case file, or --lines, --hours-per-day and --days.")
+        if args.reading:
+            raise InputError("--reading", "", show(args.reading[0]), "no --reading without a "
+                             "case file")
+        result = options_capacity(lines=args.lines, hours_per_day=args.hours_per_day,
+                                  days=args.days, claims=args.claim, handle_time=args.handle_time)
+    else:
+        if args.claim:
+            raise InputError("--claim", "", str(args.claim[0]), "no --claim with a case file",
+                             "Claims come from the case; drop the case file to use --claim.")
+        case = load_case(args.case, args.reading)
+        case = override_channels(case, lines=args.lines, hours_per_day=args.hours_per_day,
+                                 days=args.days)
+        result = case_capacity(case, args.handle_time)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render_capacity(result))
+    for warning in result.warnings:
+        print(f"truecount: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def render_capacity(result: CapacityResult) -> str:
+    """The capacity result as an aligned plain-text table."""
+    out = []
+    if result.source == "options":
+        out.append("Capacity from the options given")
+    else:
+        readings = ", ".join(result.readings) or "as stated in the case"
+        out.append(f"Capacity of {result.source} (reading: {readings})")
+    out.append(f"Handle time {result.handle_time:g} min per registration; every line busy every "
+               "open hour; every answered call an enrolment (upper bounds).")
+    out.append("")
+    rows: list[tuple[str, ...]] = [
+        ("channel", "lines", "hours", "days", "line-hours", "max registrations")]
+    for c in result.channels:
+        span = f"{c.days}" if c.first_day is None else f"{c.days} ({c.first_day} to {c.last_day})"
+        rows.append((c.id, str(c.servers), c.hours, span, f"{c.line_hours:,.0f}",
+                     f"{c.max_registrations:,.0f}"))
+    out.extend(_table(rows, right={1, 4, 5}))
+    if result.claims:
+        out.append("")
+        rows = [("claim", "value", "at", "line-hours before", "handle time needed",
+                 "days needed", f"possible at {result.handle_time:g} min")]
+        for k in result.claims:
+            rows.append((k.id, f"{k.value:,}", k.date or "end", f"{k.line_hours_before:,.0f}",
+                         _minutes(k.handle_time_needed), f"{k.days_needed:,.1f}",
+                         "yes" if k.possible else "no"))
+        out.extend(_table(rows, right={1, 3, 4, 5}))
+        out.append("")
+        out.append("handle time needed: the longest mean handle time at which the lines could "
+                   "have registered the claim by its date; days needed: full days of operation at "
+                   "the stated hours and handle time.")
+    if result.statements:
+        out.append("")
+        out.append("Statements in the case, for comparison:")
+        for s in result.statements:
+            out.append(f"  {s['id']}: {s['value']:,g} {s['unit']} - {s['about']} [{s['source']}]")
+    return "\n".join(out)
+
+
+def _minutes(value: float) -> str:
+    if value >= 1:
+        return f"{value:.1f} min"
+    return f"{value * 60:.1f} s"
+
+
+def _table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [cell.rjust(w) if i in right else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

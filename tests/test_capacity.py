@@ -1,0 +1,86 @@
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.special import gammaln, logsumexp
+
+from truecount import capacity
+
+
+def erlang_b_log_reference(c: int, a: float) -> float:
+    """The closed form in log space: exact for large c where factorials overflow."""
+    k = np.arange(c + 1)
+    log_terms = k * math.log(a) - gammaln(k + 1)
+    return float(np.exp(log_terms[-1] - logsumexp(log_terms)))
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 6, 10, 20])
+@pytest.mark.parametrize("a", [0.01, 0.5, 1.0, 6.0, 17.3, 100.0])
+def test_erlang_b_matches_closed_form(c, a):
+    assert capacity.erlang_b(c, a) == pytest.approx(capacity.erlang_b_closed_form(c, a), rel=1e-12)
+
+
+def test_erlang_b_textbook_values():
+    # Erlang-B tables: 10 lines offered 5 Erlangs block 1.84% of calls; 6 lines at 6 Erlangs 26.5%.
+    assert capacity.erlang_b(10, 5.0) == pytest.approx(0.018385, abs=1e-6)
+    assert capacity.erlang_b(6, 6.0) == pytest.approx(0.264922, abs=1e-6)
+
+
+def test_erlang_b_limits():
+    assert capacity.erlang_b(6, 0.0) == 0.0
+    assert capacity.erlang_b(6, np.inf) == 1.0
+    assert capacity.erlang_b(0, 3.0) == 1.0
+    loads = np.array([0.1, 1.0, 7.5, 1e6])
+    np.testing.assert_allclose(capacity.erlang_b(1, loads), loads / (1 + loads), rtol=1e-14)
+    # Heavy load: B -> 1 - c/A.
+    assert capacity.erlang_b(6, 1e6) == pytest.approx(1 - 6 / 1e6, rel=1e-9)
+
+
+def test_erlang_b_stable_where_factorials_overflow():
+    # 300! overflows a float; the recursion never forms it.
+    assert capacity.erlang_b(300, 280.0) == pytest.approx(erlang_b_log_reference(300, 280.0),
+                                                          rel=1e-10)
+
+
+def test_erlang_b_monotone():
+    loads = np.linspace(0.0, 60.0, 301)
+    for c in (1, 6, 20):
+        assert np.all(np.diff(capacity.erlang_b(c, loads)) > 0)
+    by_servers = [float(capacity.erlang_b(c, 6.0)) for c in range(0, 30)]
+    assert all(b1 > b2 for b1, b2 in itertools.pairwise(by_servers))
+
+
+def test_erlang_b_shape_and_bad_input():
+    assert capacity.erlang_b(3, np.ones((2, 4))).shape == (2, 4)
+    with pytest.raises(ValueError, match="servers"):
+        capacity.erlang_b(-1, 1.0)
+    with pytest.raises(ValueError, match="servers"):
+        capacity.erlang_b(2.5, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="load"):
+        capacity.erlang_b(2, -1.0)
+
+
+def test_carried_load_is_at_most_the_lines():
+    loads = np.array([0.0, 1.0, 6.0, 50.0, np.inf])
+    carried = capacity.carried_load(6, loads)
+    assert carried[0] == 0.0
+    assert np.all(carried <= 6.0)
+    assert carried[-1] == 6.0
+    assert carried[1] == pytest.approx(1.0 * (1 - capacity.erlang_b_closed_form(6, 1.0)))
+
+
+def test_offered_load():
+    assert capacity.offered_load(120, 5) == pytest.approx(10.0)
+
+
+def test_capacity_hand_worked_kss_numbers():
+    # Six lines, 09:00-20:00 (11 h) for five days, 5 minutes a call: 6 * 55 * 12 = 3,960.
+    assert capacity.max_registrations(6, 11 * 5, 5.0) == pytest.approx(3960.0)
+    # Half the time attended, a third of answered calls enrol: 3,960 / 6 = 660.
+    assert capacity.max_registrations(6, 55, 5.0, 0.5, 1 / 3) == pytest.approx(660.0)
+    # Round the clock at 5 minutes, 6 lines register 1,728 a day: 49,000 takes 28.36 days
+    # (the article's "at least twenty-eight days").
+    assert capacity.required_days(49_000, 6 * 24, 5.0) == pytest.approx(49_000 / 1728)
+    # 49,000 in 7 days round the clock needs a call every 1.23 minutes per line.
+    assert capacity.required_handle_time(49_000, 6 * 24 * 7) == pytest.approx(1.2343, abs=1e-4)
