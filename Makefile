@@ -16,9 +16,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-## the main job on the KSS case
+## the main job on the KSS case: capacity table, then the Bayesian fit into results/kss (replaced)
 kss: $(STAMP)
 	$(VENV)/bin/truecount capacity data/kss_2021.toml
+	$(VENV)/bin/truecount fit data/kss_2021.toml --out results/kss --force
 
 ## tests: fast ones locally; with CI=true (as in .ci/run) the slow ones as well
 test: $(STAMP)

@@ -34,6 +34,7 @@ References
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,6 +45,7 @@ __all__ = [
     "carried_load",
     "erlang_b",
     "erlang_b_closed_form",
+    "inverse_blocking",
     "max_registrations",
     "offered_load",
     "required_days",
@@ -91,12 +93,22 @@ def erlang_b(servers: int, load: ArrayLike) -> FloatArray:
     a = np.asarray(load, dtype=float)
     if np.any(a < 0) or np.any(np.isnan(a)):
         raise ValueError("load must be >= 0 and not NaN")
-    inv_b = np.ones_like(a)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for k in range(1, int(servers) + 1):
-            inv_b = 1.0 + (k / a) * inv_b
         # At A = 0, k / A = inf makes B = 0 (nothing is blocked); at A = inf, B = 1.
-        return np.asarray(1.0 / inv_b, dtype=float)
+        return _floats(1.0 / inverse_blocking(int(servers), a, np.ones_like(a)))
+
+
+def inverse_blocking(servers: int, load: Any, one: Any) -> Any:
+    """``1 / B(servers, load)`` by the recursion :math:`1/B_k = 1 + (k/A)/B_{k-1}`, :math:`1/B_0 = 1`.
+
+    Written with ``+``, ``*`` and ``/`` only, so that the same definition serves NumPy arrays here
+    and PyTensor tensors in the model (:func:`truecount.model.erlang_b_pt`); ``one`` is ones of the
+    load's shape in the caller's array library. The loop is unrolled ``servers`` times.
+    """
+    inv_b = one
+    for k in range(1, servers + 1):
+        inv_b = 1.0 + (k / load) * inv_b
+    return inv_b
 
 
 def erlang_b_closed_form(servers: int, load: float) -> float:

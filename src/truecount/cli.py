@@ -25,6 +25,7 @@ from truecount.case import load_case
 from truecount.errors import InputError, TruecountError, show
 
 EXIT_INPUT = 2
+EXIT_UNCONVERGED = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +83,117 @@ def _parser() -> argparse.ArgumentParser:
                      help="a claimed number (repeatable; without a case file only)")
     cap.add_argument("--json", action="store_true", help="print the result as JSON")
     cap.set_defaults(run=_run_capacity)
+
+    fitp = sub.add_parser(
+        "fit",
+        help="posterior of the true number of enrolments, behind a diagnostics gate",
+        description="Fit the model of a case under a spec, check convergence (R-hat, ESS, "
+        "divergences, E-BFMI) and write the posterior to a run folder. A run that fails the "
+        "gate exits with status 3 and writes nothing, unless --allow-unconverged, which writes it "
+        "stamped UNCONVERGED.",
+        epilog="example:\n  truecount fit data/kss_2021.toml --out results/kss",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fitp.add_argument("case", help="case file (TOML)")
+    fitp.add_argument("--spec", default="baseline",
+                      help="model spec: a path, or a name in models/ (default: baseline)")
+    fitp.add_argument("--reading", action="append", default=[], metavar="NAME",
+                      help="apply an alternative reading defined in the case (repeatable)")
+    fitp.add_argument("--out", metavar="DIR", help="run folder (default: results/CASE_ID)")
+    fitp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fitp.add_argument("--draws", type=_positive(int), default=2000,
+                      help="kept draws per chain (default 2000)")
+    fitp.add_argument("--tune", type=_positive(int), default=1000,
+                      help="tuning steps per chain (default 1000)")
+    fitp.add_argument("--chains", type=_positive(int), default=4, help="chains (default 4)")
+    fitp.add_argument("--mass", type=_mass, default=0.9,
+                      help="mass of the credible intervals shown (default 0.9)")
+    fitp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    fitp.add_argument("--force", action="store_true", help="replace a non-empty run folder")
+    fitp.add_argument("--allow-unconverged", action="store_true",
+                      help="write and show results that failed the gate, stamped UNCONVERGED")
+    fitp.set_defaults(run=_run_fit)
     return parser
+
+
+def _mass(text: str) -> float:
+    value: float = _positive(float)(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability mass in (0, 1), found {text!r}")
+    return value
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    # Everything a user wrote is checked before the expensive part.
+    from pathlib import Path
+
+    from truecount.diagnostics import gate
+    from truecount.inference import fit
+    from truecount.model import build_model
+    from truecount.results import summarize
+    from truecount.runs import check_writable, write_run
+    from truecount.spec import load_spec
+
+    case = load_case(args.case, args.reading)
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("results") / case.id
+    check_writable(out, args.force)
+    for warning in case.warnings():
+        print(f"truecount: warning: {warning}", file=sys.stderr)
+    model = build_model(case, spec)
+    progress = sys.stderr.isatty() and not args.json
+    import logging
+
+    logging.getLogger("pymc").setLevel(logging.WARNING)  # its "Sampling: [...]" lines are noise here
+    print(f"truecount: fitting {case.id} under {spec.id}: {args.chains} chains x "
+          f"({args.tune} tuning + {args.draws} draws), seed {args.seed}; compiling the model "
+          "first (10-30 s)...", file=sys.stderr)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        tree = fit(model, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                   progress=progress)
+    verdict = gate(tree)
+    dates = {c.id: f"{c.day}" + (" (end of day)" if c.time_given == "date" else
+                                 f" {c.time:%H:%M}") for c in case.claims}
+    summary = summarize(tree, verdict, mass=args.mass, claim_dates=dates)
+    if not verdict.passed and not args.allow_unconverged:
+        print(f"truecount: {verdict.text}", file=sys.stderr)
+        print("truecount: nothing written. Try more --draws or --tune, or look at the draws with "
+              "--allow-unconverged (stamped UNCONVERGED).", file=sys.stderr)
+        return EXIT_UNCONVERGED
+    write_run(out, tree, summary, verdict, force=args.force)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(render_summary(summary, tree.attrs, out))
+    return 0 if verdict.passed else EXIT_UNCONVERGED
+
+
+def render_summary(summary: Any, attrs: Any, out: Any) -> str:
+    """The headline of a fit as plain text; every line stamped if the gate failed."""
+    lines = [
+        f"{summary.case_id} under spec {summary.spec_id}: seed {summary.seed}, {summary.chains} "
+        f"chains x {summary.draws:,} draws ({attrs.get('compile_seconds', 0):.0f} s compiling, "
+        f"{attrs.get('sample_seconds', 0):.1f} s sampling)",
+        "",
+        f"True enrolments by the end of the drive: {summary.true_enrolments.text()}",
+        f"Channel capacity over the window (most registrations possible): "
+        f"{summary.capacity.text()}",
+        "",
+        "Claims:",
+    ]
+    for c in summary.claims:
+        lines.append(
+            f"  {c.id}: {c.value:,} by {c.date}: inflation factor {c.inflation.text(fmt='factor')};"
+            f" P(physically possible) {c.p_possible_text}; P(honest) {c.p_honest:.2f};"
+            f" P(counts call attempts) {c.p_counts_attempts:.2f}"
+        )
+    lines += ["", summary.gate_text, f"Posterior and summary written to {out}/"]
+    if summary.stamp:
+        lines = [f"[{summary.stamp}]", *[f"UNCONVERGED | {line}" for line in lines]]
+    return "\n".join(lines)
 
 
 def _positive(kind: type) -> Any:

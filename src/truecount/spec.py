@@ -72,8 +72,6 @@ PARAMETERS: dict[str, Parameter] = {
     "counts_attempts_probability": Parameter(
         "probability", "unit",
         "prior probability that a claim of unclear meaning counts call attempts, not people"),
-    "attempts_per_enrolment": Parameter(
-        "attempts", "positive", "call attempts made per enrolment, on an overloaded channel"),
     "report_bias_odds": Parameter(
         "odds ratio", "positive",
         "odds that a caller who failed posts about it, over the odds for one who got through"),

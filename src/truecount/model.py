@@ -1,0 +1,339 @@
+r"""The probabilistic model: from a case and a spec to a :class:`pymc.Model`.
+
+All of truecount's mathematics is in this file (the capacity formulas it rests on are in
+:mod:`truecount.capacity`, the meaning of every prior in the spec files).
+
+Channel (per channel :math:`c` and calendar day :math:`d`)
+    Offered call attempts per hour decay from the first open day (``structure.demand``):
+    :math:`\lambda_{cd} = \lambda_c\, \rho_c^{\,i_{cd}}`, with :math:`i_{cd}` the open-day index and
+    :math:`\rho_c` the daily retention (1 for constant demand). With mean handle time
+    :math:`\tau_c` (minutes) the offered load is :math:`A_{cd} = \lambda_{cd}\tau_c/60` and the
+    Erlang-B blocking probability :math:`B_{cd} = B(S_c, A_{cd})` for :math:`S_c` lines (a caller
+    who finds every line busy gets no answer). A line is attended a share :math:`s_c` of its open
+    hours :math:`H_{cd}`, so
+
+    .. math::
+
+        \text{attempts}_{cd} = \lambda_{cd} H_{cd}, \quad
+        \text{answered}_{cd} = \lambda_{cd} H_{cd}\, s_c (1 - B_{cd}), \quad
+        \mu_{cd} = q_c\, \text{answered}_{cd},
+
+    with :math:`q_c` the share of answered calls that become enrolments and :math:`\mu_{cd}` the
+    expected enrolments. True enrolments are counts, :math:`N_{cd} \sim \text{Poisson}(\mu_{cd})`.
+    Since :math:`\lambda (1 - B) \le S \cdot 60/\tau`, expected enrolments never exceed the channel's
+    capacity :math:`S\, H\, s\, q \cdot 60/\tau`.
+
+Claims (per claim :math:`k` with published value :math:`y_k`)
+    A claim reports a quantity :math:`Q_k` on the funnel at its date, summed over the days before
+    it with weights :math:`e_{kcd}` (the share of the day's open hours before the claim):
+    registrations :math:`\sum e\,\mu`, answered calls :math:`\sum e\,\text{answered}` or call
+    attempts :math:`\sum e\,\text{attempts}`. On the log scale
+    :math:`r_k = \log y_k - \log Q_k = u_k + \varepsilon_k`, with inflation :math:`u_k \ge 0` and
+    imprecision :math:`\varepsilon_k \sim N(0, \sigma_k^2)`,
+    :math:`\sigma_k^2 = \sigma^2 + (R_k / y_k)^2 / 12` (the spec's ``claim_noise`` plus the
+    variance of rounding to :math:`R_k`, Sheppard's correction on the log scale).
+
+    *Honest* claims have :math:`u_k = 0`; *inflated* ones :math:`u_k \sim \text{HalfNormal}(\sigma_u)`.
+    The inflation is integrated out analytically: the sum of a half-normal and a normal is
+    skew-normal,
+
+    .. math::
+
+        p(r \mid \text{inflated}) = \frac{2}{\omega}\,\phi\!\left(\frac{r}{\omega}\right)
+        \Phi\!\left(\frac{\sigma_u}{\sigma_k}\frac{r}{\omega}\right),
+        \qquad \omega^2 = \sigma_u^2 + \sigma_k^2,
+
+    which removes the ridge "true count x inflation" that a latent :math:`u_k` creates (a naive
+    parametrization gave 80+ divergences on the KSS case). The claim's likelihood mixes honest
+    (prior probability :math:`\pi`) and inflated. A claim whose ``counts`` is "unclear" further mixes
+    :math:`Q_k` = the quantity it was presented as against call attempts (prior probability of
+    attempts :math:`\kappa`). The posterior probabilities of "honest" and "counts attempts" are the
+    mixture responsibilities, averaged over draws.
+
+Evidence of unreachable lines (per evidence item :math:`j` about channel :math:`c`)
+    The share of attempts that fail is
+    :math:`f_c = \sum_d \text{attempts}_{cd}(1 - s_c(1 - B_{cd})) / \sum_d \text{attempts}_{cd}`.
+    Callers who failed are more likely to post (odds ratio :math:`\psi`), so a report describes a
+    failure with probability :math:`p_c = \psi f_c / (\psi f_c + 1 - f_c)`, and
+    :math:`\text{failed}_j \sim \text{Binomial}(n_j, p_c)`; counts enter as they are, a stated
+    strength ("many") through the spec's ``[evidence_strength]`` mapping.
+
+Why the count is not a latent variable
+    NUTS cannot sample discrete :math:`N_{cd}`. The claims are conditioned on the expected count
+    :math:`\mu`; the Poisson draw is added afterwards (:func:`truecount.inference.add_derived`). Its
+    relative spread, :math:`1/\sqrt{N}`, is under 3% above 1,000 enrolments, well inside the claims'
+    imprecision, so conditioning on :math:`\mu` changes little and keeps the geometry smooth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.distributions.dist_math import normal_lcdf
+
+from truecount.capacity import inverse_blocking
+from truecount.case import Case
+from truecount.errors import InputError
+from truecount.spec import Prior, Spec
+
+#: Order of the funnel quantities a claim can report (index into the one-hot ``claim_quantity``).
+QUANTITIES = ("registrations", "answered", "attempts")
+#: Where each "counts" / "presented_as" value sits on the funnel.
+_QUANTITY_OF = {"registrations": 0, "turned_up": 0, "answered": 1, "attempts": 2}
+
+
+def erlang_b_pt(servers: int, load: Any) -> Any:
+    """Erlang-B blocking for PyTensor tensors: the recursion of :func:`truecount.capacity.erlang_b`."""
+    return 1.0 / inverse_blocking(servers, load, pt.ones_like(load))
+
+
+def model_inputs(ds: xr.Dataset, spec: Spec) -> dict[str, np.ndarray]:
+    """The numeric arrays the model reads from a case dataset, as data containers.
+
+    Everything a refit of the same model structure may change (claim values, evidence counts, hours)
+    is here; what fixes the structure (the number of lines, which claims are unclear) is read by
+    :func:`model_structure`.
+    """
+    open_hours = ds.open_hours.values.astype(float)
+    is_open = open_hours > 0
+    open_index = np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0).astype(float)
+    values = ds.claim_value.values.astype(float)
+    quantity = np.zeros((ds.sizes["claim"], len(QUANTITIES)))
+    for k, (counts, presented) in enumerate(zip(ds.claim_counts.values, ds.claim_presented_as.values,
+                                                strict=True)):
+        quantity[k, _QUANTITY_OF[presented if counts == "unclear" else counts]] = 1.0
+    failed, reports = [], []
+    for j in range(ds.sizes["evidence"]):
+        strength = str(ds.evidence_strength.values[j])
+        if strength:
+            mapping = spec.evidence_strength[strength]
+            failed.append(mapping.failed)
+            reports.append(mapping.reports)
+        else:
+            failed.append(int(ds.evidence_failed.values[j]))
+            reports.append(int(ds.evidence_failed.values[j] + ds.evidence_succeeded.values[j]))
+    channel_of = np.zeros((ds.sizes["evidence"], ds.sizes["channel"]))
+    for j, ch in enumerate(ds.evidence_channel.values):
+        channel_of[j, list(ds.channel.values).index(ch)] = 1.0
+    return {
+        "open_hours": open_hours,
+        "open_day_index": open_index,
+        "claim_exposure": ds.claim_exposure.values.astype(float),
+        "claim_value": values,
+        "claim_rounding": ds.claim_rounding.values.astype(float),
+        "claim_quantity": quantity,
+        "evidence_failed": np.asarray(failed, dtype=np.int64),
+        "evidence_reports": np.asarray(reports, dtype=np.int64),
+        "evidence_channel": channel_of,
+    }
+
+
+def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
+    """What fixes the model's graph: lines per channel, unclear claims, the spec's switches."""
+    mixture = spec.structure["unclear_claims"] == "mixture"
+    return {
+        "servers": tuple(int(s) for s in ds.servers.values),
+        "unclear": tuple(bool(mixture and c == "unclear") for c in ds.claim_counts.values),
+        "demand": spec.structure["demand"],
+        "honest_claims": bool(spec.structure["honest_claims"]),
+        "has_evidence": ds.sizes["evidence"] > 0,
+    }
+
+
+def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
+    """The PyMC model of ``case`` under ``spec`` (see the module docstring for the mathematics).
+
+    Parameters
+    ----------
+    case
+        A loaded case, or its dataset (:meth:`truecount.case.Case.to_dataset`).
+    spec
+        A loaded model spec.
+
+    Returns
+    -------
+    pymc.Model
+        With dimensions ``channel``, ``day``, ``claim``, ``evidence``; the case's numbers are data
+        containers, so a compiled model can be refitted to other data of the same structure.
+    """
+    ds = case.to_dataset() if isinstance(case, Case) else case
+    _check_supported(ds, spec)
+    inputs = model_inputs(ds, spec)
+    structure = model_structure(ds, spec)
+    coords = {name: ds[name].values for name in ("channel", "day", "claim", "evidence")}
+    coords["quantity"] = np.array(QUANTITIES)
+    coords["day"] = np.array([str(d)[:10] for d in ds.day.values])
+
+    with pm.Model(coords=coords) as model:
+        hours = pm.Data("open_hours", inputs["open_hours"], dims=("channel", "day"))
+        day_index = pm.Data("open_day_index", inputs["open_day_index"], dims=("channel", "day"))
+        exposure = pm.Data("claim_exposure", inputs["claim_exposure"],
+                           dims=("claim", "channel", "day"))
+        y = pm.Data("claim_value", inputs["claim_value"], dims="claim")
+        rounding = pm.Data("claim_rounding", inputs["claim_rounding"], dims="claim")
+        quantity = pm.Data("claim_quantity", inputs["claim_quantity"], dims=("claim", "quantity"))
+
+        tau = _prior(spec.priors["handle_time"], dims="channel")
+        share = _prior(spec.priors["attended_share"], dims="channel")
+        peak = _prior(spec.priors["peak_attempts_per_hour"], dims="channel")
+        enrol = _prior(spec.priors["enrol_share"], dims="channel")
+        if structure["demand"] == "decaying":
+            retention = _prior(spec.priors["daily_retention"], dims="channel")
+            rate = peak[:, None] * retention[:, None] ** day_index
+        else:
+            rate = peak[:, None] * pt.ones_like(day_index)
+
+        # -- the channel: Erlang-B per channel (its line count fixes the unrolled recursion) --------
+        load = rate * tau[:, None] / 60.0
+        blocking = pt.stack([erlang_b_pt(n, load[i]) for i, n in enumerate(structure["servers"])])
+        blocking = pm.Deterministic("blocking", blocking, dims=("channel", "day"))
+        servers = pt.as_tensor_variable(np.asarray(structure["servers"], dtype=float))
+        attempts = pm.Deterministic("attempts", rate * hours, dims=("channel", "day"))
+        answered = attempts * share[:, None] * (1.0 - blocking)
+        expected = pm.Deterministic("expected_enrolments", answered * enrol[:, None],
+                                    dims=("channel", "day"))
+        pm.Deterministic("unanswered_attempts", attempts - answered, dims=("channel", "day"))
+        per_hour = servers * share * 60.0 / tau  # most registrations an open hour, per channel
+        pm.Deterministic("capacity", per_hour * hours.sum(axis=1), dims="channel")
+        pm.Deterministic(
+            "capacity_at_claim", (exposure * (per_hour[:, None] * hours)[None]).sum(axis=(1, 2)),
+            dims="claim")
+        open_days = pt.maximum((hours > 0).sum(axis=1), 1)
+        per_day = (per_hour * hours.sum(axis=1) / open_days).sum()
+        pm.Deterministic("days_needed", y / per_day, dims="claim")
+
+        # -- claims: integrated inflation, honest/inflated and (if unclear) what they count ---------
+        funnel = pt.stack([expected, answered, attempts])  # (quantity, channel, day)
+        at_claim = pt.maximum(pt.tensordot(exposure, funnel, axes=[[1, 2], [1, 2]]), 0.5)
+        pm.Deterministic("funnel_at_claim", at_claim, dims=("claim", "quantity"))
+        log_y = pt.log(y)
+        r_primary = log_y - (pt.log(at_claim) * quantity).sum(axis=1)
+        r_attempts = log_y - pt.log(at_claim[:, 2])
+        noise = _prior(spec.priors["claim_noise"])
+        sd = pt.sqrt(noise**2 + (rounding / y) ** 2 / 12.0)
+        sigma_u = _inflation_scale(spec.priors["log_inflation"])
+        honest_p = (_prior(spec.priors["honest_probability"]) if structure["honest_claims"]
+                    else None)
+
+        def claim_terms(r: Any) -> tuple[Any, Any]:
+            """Log densities of r (honest, inflated), each with its prior weight."""
+            omega = pt.sqrt(sigma_u**2 + sd**2)
+            inflated = (np.log(2.0) + pm.logp(pm.Normal.dist(0.0, omega), r)
+                        + normal_lcdf(0.0, 1.0, (sigma_u / sd) * r / omega))
+            if honest_p is None:
+                return pt.full_like(r, -np.inf), inflated
+            honest = pm.logp(pm.Normal.dist(0.0, sd), r)
+            return pt.log(honest_p) + honest, pt.log1p(-honest_p) + inflated
+
+        unclear = np.asarray(structure["unclear"], dtype=bool)
+        if unclear.any():
+            kappa = _prior(spec.priors["counts_attempts_probability"])
+            log_w_attempts = pt.switch(unclear, pt.log(kappa), -np.inf)
+            log_w_primary = pt.switch(unclear, pt.log1p(-kappa), 0.0)
+        else:
+            log_w_attempts = pt.full_like(y, -np.inf)
+            log_w_primary = pt.zeros_like(y)
+        honest_primary, inflated_primary = claim_terms(r_primary)
+        honest_attempts, inflated_attempts = claim_terms(r_attempts)
+        terms = pt.stack([honest_primary + log_w_primary, inflated_primary + log_w_primary,
+                          honest_attempts + log_w_attempts, inflated_attempts + log_w_attempts])
+        total = pt.logsumexp(terms, axis=0)
+        pm.Potential("claims_loglik", total.sum())
+        pm.Deterministic("claim_loglik", total, dims="claim")
+        pm.Deterministic("p_honest", pt.exp(pt.logsumexp(terms[[0, 2]], axis=0) - total),
+                         dims="claim")
+        pm.Deterministic("p_counts_attempts",
+                         pt.exp(pt.logsumexp(terms[[2, 3]], axis=0) - total), dims="claim")
+
+        # -- evidence: failed share seen through reporting bias -----------------------------------
+        failed_share = ((attempts * (1.0 - share[:, None] * (1.0 - blocking))).sum(axis=1)
+                        / pt.maximum(attempts.sum(axis=1), 1e-12))
+        pm.Deterministic("failed_share", failed_share, dims="channel")
+        if structure["has_evidence"]:
+            bias = _prior(spec.priors["report_bias_odds"])
+            reported = bias * failed_share / (bias * failed_share + 1.0 - failed_share)
+            channel_of = pm.Data("evidence_channel", inputs["evidence_channel"],
+                                 dims=("evidence", "channel"))
+            n_reports = pm.Data("evidence_reports", inputs["evidence_reports"], dims="evidence")
+            failed = pm.Data("evidence_failed", inputs["evidence_failed"], dims="evidence")
+            p = pt.clip(pt.dot(channel_of, reported), 1e-12, 1.0 - 1e-12)
+            pm.Binomial("evidence_reports_failed", n=n_reports, p=p, observed=failed,
+                        dims="evidence")
+    # What inference needs besides the graph: provenance, structure and spec (for predictive claims).
+    model.truecount = ModelInfo(
+        attrs={
+            "case_id": ds.attrs.get("case_id", ""),
+            "case_sha256": ds.attrs.get("case_sha256", ""),
+            "case_readings": ds.attrs.get("readings", ""),
+            "spec_id": spec.id,
+            "spec_sha256": spec.sha256,
+        },
+        structure=structure,
+        spec=spec,
+    )
+    return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a built model carries for inference: provenance attributes, structure and spec."""
+
+    attrs: dict[str, str]
+    structure: dict[str, Any]
+    spec: Spec
+
+
+def model_info(model: pm.Model) -> ModelInfo:
+    """The :class:`ModelInfo` of a model made by :func:`build_model`."""
+    info = getattr(model, "truecount", None)
+    if not isinstance(info, ModelInfo):
+        raise TypeError("not a model made by truecount.model.build_model")
+    return info
+
+
+def _check_supported(ds: xr.Dataset, spec: Spec) -> None:
+    for k, cumulative in enumerate(ds.claim_cumulative.values):
+        if not cumulative:
+            raise InputError(ds.attrs.get("case_file", "case"), f"claims[{k}].cumulative", "false",
+                             "true: only cumulative claims are modelled so far",
+                             "State the claim as a running total, or leave it out.")
+    prior = spec.priors["log_inflation"]
+    if prior.dist != "HalfNormal":
+        raise InputError(spec.path, "priors.log_inflation.dist", repr(prior.dist), "'HalfNormal'",
+                         "The model integrates the inflation out in closed form, which needs a "
+                         "half-normal prior.")
+
+
+def _inflation_scale(prior: Prior) -> float:
+    return float(prior.params["sigma"])
+
+
+def _prior(prior: Prior, dims: str | None = None) -> Any:
+    """The PyMC random variable of a spec prior (a Fixed prior becomes a constant Deterministic)."""
+    p = prior.params
+    name = prior.name
+    match prior.dist:
+        case "Normal":
+            return pm.Normal(name, mu=p["mu"], sigma=p["sigma"], dims=dims)
+        case "LogNormal":
+            return pm.LogNormal(name, mu=p["mu"], sigma=p["sigma"], dims=dims)
+        case "HalfNormal":
+            return pm.HalfNormal(name, sigma=p["sigma"], dims=dims)
+        case "Exponential":
+            return pm.Exponential(name, lam=p["lam"], dims=dims)
+        case "Gamma":
+            return pm.Gamma(name, alpha=p["alpha"], beta=p["beta"], dims=dims)
+        case "Beta":
+            return pm.Beta(name, alpha=p["alpha"], beta=p["beta"], dims=dims)
+        case "Uniform":
+            return pm.Uniform(name, lower=p["lower"], upper=p["upper"], dims=dims)
+        case "Fixed":
+            model = pm.modelcontext(None)
+            shape = () if dims is None else (len(model.coords[dims]),)
+            return pm.Deterministic(name, pt.fill(pt.zeros(shape), p["value"]), dims=dims)
+    raise AssertionError(prior.dist)  # pragma: no cover - the spec loader allows only the above
