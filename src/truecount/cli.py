@@ -148,12 +148,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     print(f"truecount: fitting {case.id} under {spec.id}: {args.chains} chains x "
           f"({args.tune} tuning + {args.draws} draws), seed {args.seed}; compiling the model "
           "first (10-30 s)...", file=sys.stderr)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The effect of Potentials")
-        tree = fit(model, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                   progress=progress)
+    tree = fit(model, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+               progress=progress)
     verdict = gate(tree)
     dates = {c.id: f"{c.day}" + (" (end of day)" if c.time_given == "date" else
                                  f" {c.time:%H:%M}") for c in case.claims}

@@ -9,6 +9,7 @@ rank-normalised split R-hat <= 1.01, bulk and tail ESS >= 400, no divergent tran
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import arviz_stats as azs
@@ -58,9 +59,12 @@ def gate(tree: xr.DataTree, var_names: tuple[str, ...] | None = None,
     posterior = tree["posterior"].to_dataset()
     names = [n for n in (var_names or REPORTED) if n in posterior]
     flat = posterior[names].astype(float)
-    table = azs.summary(flat, kind="diagnostics", round_to="none")
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # Constant elements (0/0 in R-hat) warn; they are marked "constant" below instead.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = azs.summary(flat, kind="diagnostics", round_to="none")
+        sd = azs.summary(flat, kind="stats", round_to="none")["sd"]
     table = pd.DataFrame(table)[["ess_bulk", "ess_tail", "r_hat"]]
-    sd = azs.summary(flat, kind="stats", round_to="none")["sd"]
     table["constant"] = np.asarray(sd, dtype=float) == 0.0
     t = thresholds
     varying = ~table["constant"]

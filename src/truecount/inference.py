@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from importlib.metadata import version
 from typing import Any
 
@@ -80,7 +81,10 @@ def fit(model: pm.Model, *, draws: int = 1000, tune: int = 1000, chains: int = 4
                                   random_seed=seed, nuts_sampler="pymc", progressbar=progress,
                                   target_accept=target_accept, compute_convergence_checks=False)
         sampled_at = time.perf_counter()
-        with model:
+        with model, warnings.catch_warnings():
+            # The claims enter as a Potential, which predictive sampling skips by design: their
+            # replicates are drawn by the simulator in add_derived.
+            warnings.filterwarnings("ignore", message="The effect of Potentials")
             prior = pm.sample_prior_predictive(draws=draws, random_seed=seed + 1)
             predictive = pm.sample_posterior_predictive(idata, random_seed=seed + 2,
                                                         progressbar=False)

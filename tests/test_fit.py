@@ -1,0 +1,70 @@
+"""Real inference: slow, run with --runslow and always in CI."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from truecount import load_case, load_spec
+from truecount.cli import main
+from truecount.diagnostics import gate
+from truecount.inference import fit
+from truecount.model import build_model
+from truecount.simulate import simulate
+
+
+def test_fit_cli_refuses_bad_input_before_sampling(capsys, tmp_path, kss_path):
+    code = main(["fit", str(kss_path), "--spec", str(tmp_path / "nope.toml")])
+    assert code == 2
+    assert "nope.toml: found no such file" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine", encoding="utf-8")
+    code = main(["fit", str(kss_path), "--out", str(tmp_path / "full")])
+    assert code == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "full" / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.slow
+def test_kss_fit_passes_the_gate_and_writes_the_run(capsys, tmp_path, kss_path):
+    out = tmp_path / "kss"
+    code = main(["fit", str(kss_path), "--out", str(out), "--seed", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Diagnostics gate PASSED" in captured.out
+    assert "True enrolments by the end of the drive" in captured.out
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["gate_passed"] is True and summary["stamp"] is None
+    headline = summary["true_enrolments"]
+    assert 0 < headline["lower"] < headline["median"] < headline["upper"]
+    # 49,000 registrations cannot fit through six lines in five days.
+    final = next(c for c in summary["claims"] if c["id"] == "final_49000")
+    assert final["p_possible"] < 0.01
+    tree = xr.open_datatree(out / "posterior.nc", engine="h5netcdf")
+    assert {"posterior", "sample_stats", "prior", "prior_predictive", "posterior_predictive",
+            "observed_data", "constant_data"} <= set(tree.children)
+    for key in ("truecount_version", "pymc_version", "pytensor_version", "arviz_version",
+                "nutpie_version", "seed", "case_sha256", "spec_sha256"):
+        assert key in tree.attrs
+    assert tree.attrs["case_sha256"] == load_case(kss_path).sha256
+    assert tree.attrs["gate_passed"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_parameter_recovery(kss_path, baseline_path, seed):
+    case, spec = load_case(kss_path), load_spec(baseline_path)
+    params = {"handle_time": np.array([4.0]), "attended_share": np.array([0.8]),
+              "peak_attempts_per_hour": np.array([400.0]), "daily_retention": np.array([0.7]),
+              "enrol_share": np.array([0.5]), "claim_noise": 0.1, "honest_probability": 0.3,
+              "counts_attempts_probability": 0.3, "report_bias_odds": 3.0}
+    sim = simulate(case, spec, np.random.default_rng(seed), params)
+    tree = fit(build_model(sim.case, spec), draws=1000, tune=1000, chains=2, seed=seed)
+    post = tree["posterior"].to_dataset()
+    lo, hi = np.quantile(post["true_enrolments_total"].values, [0.025, 0.975])
+    truth = sim.truth["true_enrolments_total"]
+    assert lo <= truth <= hi, (lo, truth, hi)
+    lo, hi = np.quantile(post["failed_share"].values, [0.025, 0.975])
+    assert lo <= sim.truth["failed_share"][0] <= hi
+    assert gate(tree).divergences == 0

@@ -1,0 +1,85 @@
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from truecount import capacity, load_case, load_spec
+from truecount.errors import InputError
+from truecount.model import build_model, erlang_b_pt, model_inputs
+from truecount.simulate import channel_flows, draw_parameters
+
+
+@pytest.fixture(scope="module")
+def kss_model():
+    from tests.conftest import BASELINE, KSS
+    return build_model(load_case(KSS), load_spec(BASELINE))
+
+
+def test_pytensor_and_numpy_erlang_b_agree():
+    load = pt.dvector("load")
+    for servers in (1, 6, 20):
+        f = pytensor.function([load], erlang_b_pt(servers, load))
+        loads = np.array([0.01, 0.5, 3.0, 6.0, 40.0, 1e4])
+        np.testing.assert_allclose(f(loads), capacity.erlang_b(servers, loads), rtol=1e-12)
+
+
+def test_model_has_named_dimensions(kss_model):
+    assert set(kss_model.coords) >= {"channel", "day", "claim", "evidence"}
+    assert kss_model.named_vars_to_dims["blocking"] == ("channel", "day")
+    assert kss_model.named_vars_to_dims["p_honest"] == ("claim",)
+    names = {v.name for v in kss_model.free_RVs}
+    assert "log_inflation" not in names  # integrated out
+    assert {"handle_time", "peak_attempts_per_hour", "honest_probability"} <= names
+
+
+def test_log_density_is_finite_at_prior_draws(kss_model):
+    logp = kss_model.compile_logp()
+    rng = np.random.default_rng(1)
+    rvs = kss_model.free_RVs
+    draws = pm.draw(rvs, draws=50, random_seed=rng)
+    for i in range(50):
+        point = {}
+        for rv, values in zip(rvs, draws, strict=True):
+            value = values[i]
+            transform = kss_model.rvs_to_transforms.get(rv)
+            if transform is not None:
+                value = transform.forward(value, *rv.owner.inputs).eval()
+            point[kss_model.rvs_to_values[rv].name] = value
+        assert np.isfinite(logp(point)), point
+
+
+def test_expected_enrolments_never_exceed_capacity_in_prior_draws(kss_path, baseline_path):
+    # The model's own inequality: lam (1 - B) <= servers * 60 / tau, whatever the demand.
+    case, spec = load_case(kss_path, ["round_the_clock"]), load_spec(baseline_path)
+    ds = case.to_dataset()
+    inputs = model_inputs(ds, spec)
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        params = draw_parameters(spec, 1, rng)
+        params["peak_attempts_per_hour"] = params["peak_attempts_per_hour"] * 100  # overload
+        flows = channel_flows(inputs, (6,), params, "decaying")
+        ceiling = (6 * inputs["open_hours"] * params["attended_share"][:, None]
+                   * params["enrol_share"][:, None] * 60 / params["handle_time"][:, None])
+        assert np.all(flows["expected"] <= ceiling * (1 + 1e-9))
+
+
+def test_non_cumulative_claims_are_refused_with_a_clear_line(tmp_path, kss_path, baseline_path):
+    text = kss_path.read_text(encoding="utf-8").replace("cumulative = true", "cumulative = false",
+                                                        1)
+    path = tmp_path / "case.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=r"claims\[0\]\.cumulative: found false"):
+        build_model(load_case(path), load_spec(baseline_path))
+
+
+def test_structure_switches_change_the_graph(kss_path, baseline_path, tmp_path):
+    path = tmp_path / "flat.toml"
+    path.write_text('schema_version = 1\nid = "flat"\ntitle = "flat"\nextends = "baseline"\n'
+                    '[structure]\ndemand = "constant"\nhonest_claims = false\n'
+                    'unclear_claims = "registrations"\n', encoding="utf-8")
+    model = build_model(load_case(kss_path), load_spec(path))
+    names = {v.name for v in model.free_RVs}
+    assert "daily_retention" not in names
+    assert "honest_probability" not in names
+    assert "counts_attempts_probability" not in names
