@@ -3,7 +3,7 @@ import pytest
 from arviz_base import from_dict
 
 from truecount.diagnostics import gate
-from truecount.results import format_probability, interval, round_sig
+from truecount.results import format_probability, hdi, round_sig, round_to_sd
 
 
 def make_tree(stuck: bool, divergences: int = 0, draws: int = 1000):
@@ -56,7 +56,12 @@ def test_probability_with_no_draw_is_a_bound_not_zero():
     assert format_probability(0.25, 8000) == "0.25"
 
 
-def test_interval_and_rounding():
-    iv = interval(np.arange(1001.0), 0.9)
-    assert (iv.lower, iv.median, iv.upper) == pytest.approx((50.0, 500.0, 950.0))
+def test_hdi_and_rounding():
+    x = np.concatenate([np.zeros(900), np.linspace(10, 100, 100)])
+    assert hdi(x, 0.9) == (0.0, 0.0)
+    assert hdi(np.arange(1000.0), 0.5) == (0.0, 499.0)
     assert round_sig(5483.2, 2) == 5500 and round_sig(0.01234, 2) == 0.012
+    assert round_to_sd(1937.5, 1500.0) == 1900.0
+    assert round_to_sd(44.37, 40.0) == 44.0
+    assert round_to_sd(0.6234, 0.21) == 0.62
+    assert round_to_sd(3.0, 0.0) == 3.0

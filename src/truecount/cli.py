@@ -106,14 +106,60 @@ def _parser() -> argparse.ArgumentParser:
     fitp.add_argument("--tune", type=_positive(int), default=1000,
                       help="tuning steps per chain (default 1000)")
     fitp.add_argument("--chains", type=_positive(int), default=4, help="chains (default 4)")
-    fitp.add_argument("--mass", type=_mass, default=0.9,
-                      help="mass of the credible intervals shown (default 0.9)")
+    _report_options(fitp)
+    fitp.add_argument("--no-report", action="store_true", help="skip the report")
     fitp.add_argument("--json", action="store_true", help="print the summary as JSON")
     fitp.add_argument("--force", action="store_true", help="replace a non-empty run folder")
     fitp.add_argument("--allow-unconverged", action="store_true",
                       help="write and show results that failed the gate, stamped UNCONVERGED")
     fitp.set_defaults(run=_run_fit)
+
+    rep = sub.add_parser(
+        "report",
+        help="(re)write the report of a run folder",
+        description="Write report.md, report.html (self-contained), summary.csv, table.tex and "
+        "figures/ into a run folder made by `truecount fit`, replacing earlier report files. "
+        "Refuses if the case or spec changed since the fit.",
+        epilog="example:\n  truecount report results/kss --threshold 3500 --interval hdi",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("run_dir", help="run folder")
+    _report_options(rep)
+    rep.set_defaults(run=_run_report)
     return parser
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mass", type=_mass, default=0.9,
+                   help="mass of the credible intervals shown (default 0.9)")
+    p.add_argument("--interval", choices=("eti", "hdi"), default="eti",
+                   help="interval type: equal-tailed (default) or highest-density")
+    p.add_argument("--threshold", type=_positive(float), action="append", default=[],
+                   metavar="N", help="report P(true enrolments < N) (repeatable)")
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from truecount.report import ReportOptions
+
+    return ReportOptions(kind=args.interval, mass=args.mass, thresholds=tuple(args.threshold))
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from truecount.report import write_report
+    from truecount.runs import load_run
+
+    folder = Path(args.run_dir)
+    tree, case, spec, _ = load_run(folder)
+    written = write_report(folder, tree, case, spec, _options(args))
+    print(f"truecount: wrote {', '.join(str(p.relative_to(folder)) for p in written)} in "
+          f"{folder}/")
+    if tree.attrs.get("gate_passed") == 0:
+        print("truecount: this run FAILED the diagnostics gate; the report is stamped "
+              "UNCONVERGED", file=sys.stderr)
+        return EXIT_UNCONVERGED
+    return 0
 
 
 def _mass(text: str) -> float:
@@ -153,13 +199,21 @@ def _run_fit(args: argparse.Namespace) -> int:
     verdict = gate(tree)
     dates = {c.id: f"{c.day}" + (" (end of day)" if c.time_given == "date" else
                                  f" {c.time:%H:%M}") for c in case.claims}
-    summary = summarize(tree, verdict, mass=args.mass, claim_dates=dates)
+    options = _options(args)
+    summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
+                        thresholds=options.thresholds)
     if not verdict.passed and not args.allow_unconverged:
         print(f"truecount: {verdict.text}", file=sys.stderr)
         print("truecount: nothing written. Try more --draws or --tune, or look at the draws with "
               "--allow-unconverged (stamped UNCONVERGED).", file=sys.stderr)
         return EXIT_UNCONVERGED
-    write_run(out, tree, summary, verdict, force=args.force)
+    from truecount.report import write_report
+    from truecount.runs import run_info
+
+    info = run_info(case, spec, tree, ["truecount", *sys.argv[1:]])
+    report = None if args.no_report else (
+        lambda folder: write_report(folder, tree, case, spec, options))
+    write_run(out, tree, summary, verdict, info, force=args.force, extra=report)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -182,11 +236,13 @@ def render_summary(summary: Any, attrs: Any, out: Any) -> str:
     ]
     for c in summary.claims:
         lines.append(
-            f"  {c.id}: {c.value:,} by {c.date}: inflation factor {c.inflation.text(fmt='factor')};"
+            f"  {c.id}: {c.value:,} by {c.date}: inflation factor {c.inflation.text()};"
             f" P(physically possible) {c.p_possible_text}; P(honest) {c.p_honest:.2f};"
             f" P(counts call attempts) {c.p_counts_attempts:.2f}"
         )
-    lines += ["", summary.gate_text, f"Posterior and summary written to {out}/"]
+    for t in summary.thresholds:
+        lines.append(f"P(true enrolments < {t['threshold']:,.0f}) = {t['text']}")
+    lines += ["", summary.gate_text, f"Posterior, summary and report written to {out}/"]
     if summary.stamp:
         lines = [f"[{summary.stamp}]", *[f"UNCONVERGED | {line}" for line in lines]]
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """Results: the numbers analysts quote, computed once from a posterior and a gate verdict.
 
-:func:`summarize` reduces a fitted DataTree to a :class:`Summary` (small dataclasses, no arrays):
-the headline interval of true enrolments, and per claim its inflation factor, the probability it was
-physically possible, the probabilities that it was honest and that it counted call attempts. The CLI
-and reports render a Summary; they compute nothing themselves.
+:func:`quantity_table` computes, for every reported quantity (element by element), the mean, sd,
+median, equal-tailed (ETI) and highest-density (HDI) intervals at each mass, and the gate's
+diagnostics, rounded to what the uncertainty supports (:func:`round_to_sd`). :func:`summarize` reads
+the headline from that same table into a :class:`Summary` of small dataclasses, so the headline and
+the table cannot disagree. The CLI and the report render these; they compute nothing themselves.
 """
 
 from __future__ import annotations
@@ -14,26 +15,32 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from truecount.diagnostics import GateResult
+from truecount.diagnostics import REPORTED, GateResult
 
 UNCONVERGED = "UNCONVERGED: the diagnostics gate failed; do not quote these numbers"
+INTERVAL_KINDS = {"eti": "equal-tailed credible interval", "hdi": "highest-density credible interval"}
+#: Posterior probabilities reported as the share of draws where an indicator holds.
+PROBABILITIES = ("claim_possible", "p_honest", "p_counts_attempts")
+DEFAULT_MASSES = (0.9, 0.95)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A posterior median and equal-tailed credible interval of probability ``mass``."""
+    """A posterior median and credible interval of probability ``mass`` (``kind`` "eti" or "hdi")."""
 
     median: float
     lower: float
     upper: float
     mass: float
+    kind: str = "eti"
 
-    def text(self, kind: str = "equal-tailed credible interval", fmt: str = "count") -> str:
-        """``"1,940 (90% equal-tailed credible interval 500-5,500)"``."""
-        f = format_count if fmt == "count" else format_factor
-        return (f"{f(self.median)} ({self.mass:.0%} {kind} {f(self.lower)}-{f(self.upper)})")
+    def text(self) -> str:
+        """``"1,900 (90% equal-tailed credible interval 480-5,800)"``."""
+        return (f"{format_number(self.median)} ({self.mass:.0%} {INTERVAL_KINDS[self.kind]} "
+                f"{format_number(self.lower)}-{format_number(self.upper)})")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class Summary:
     true_enrolments: Interval
     capacity: Interval
     claims: list[ClaimSummary]
+    thresholds: list[dict[str, Any]]
     gate_passed: bool
     gate_text: str
     stamp: str | None
@@ -74,49 +82,114 @@ class Summary:
         return dataclasses.asdict(self)
 
 
-def summarize(tree: xr.DataTree, gate_result: GateResult, mass: float = 0.9,
-              claim_dates: dict[str, str] | None = None) -> Summary:
-    """Reduce a fitted tree to its headline numbers (medians and ``mass`` equal-tailed intervals)."""
+def quantity_table(tree: xr.DataTree, gate_result: GateResult,
+                   masses: tuple[float, ...] = DEFAULT_MASSES) -> pd.DataFrame:
+    """One row per reported quantity element: statistics, intervals and diagnostics.
+
+    Columns: ``mean, sd, median``, then ``eti90_lb, eti90_ub, hdi90_lb, hdi90_ub`` (and so on for
+    each mass), ``r_hat, ess_bulk, ess_tail, constant``. Values are rounded by :func:`round_to_sd`.
+    Probabilities (``claim_possible``, ``p_honest``, ``p_counts_attempts``) are posterior means.
+    """
+    post = tree["posterior"].to_dataset()
+    rows: dict[str, dict[str, float]] = {}
+    for name in [*REPORTED, "claim_possible", "total_capacity"]:
+        da = post["capacity"].sum("channel") if name == "total_capacity" else post.get(name)
+        if da is None:
+            continue
+        da = da.astype(float)
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        stacked = da.stack(__sample__=("chain", "draw")).transpose(*extra, "__sample__")
+        values = stacked.values.reshape(-1, stacked.sizes["__sample__"])
+        labels = _labels(name, stacked, extra)
+        for label, x in zip(labels, values, strict=True):
+            rows[label] = _row(x, masses)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    diagnostics = gate_result.table.reindex(table.index)
+    table["r_hat"] = diagnostics["r_hat"].round(3)
+    table["ess_bulk"] = diagnostics["ess_bulk"].round(0)
+    table["ess_tail"] = diagnostics["ess_tail"].round(0)
+    table["constant"] = table["sd"] == 0
+    return table
+
+
+def _labels(name: str, da: xr.DataArray, extra: list[str]) -> list[str]:
+    if not extra:
+        return [name]
+    index = [np.asarray(da[d].values).astype(str) for d in extra]
+    grid = np.meshgrid(*index, indexing="ij")
+    return [f"{name}[{', '.join(parts)}]" for parts in zip(*(g.ravel() for g in grid), strict=True)]
+
+
+def _row(x: np.ndarray, masses: tuple[float, ...]) -> dict[str, float]:
+    sd = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+    row = {"mean": float(np.mean(x)), "sd": sd, "median": float(np.median(x))}
+    for mass in masses:
+        pct = f"{round(mass * 100):d}"
+        tail = (1.0 - mass) / 2.0
+        row[f"eti{pct}_lb"], row[f"eti{pct}_ub"] = (float(v) for v in
+                                                   np.quantile(x, [tail, 1.0 - tail]))
+        row[f"hdi{pct}_lb"], row[f"hdi{pct}_ub"] = hdi(x, mass)
+    return {k: (v if k == "sd" else round_to_sd(v, sd)) for k, v in row.items()} | {
+        "sd": round_sig(sd, 2)}
+
+
+def summarize(tree: xr.DataTree, gate_result: GateResult, table: pd.DataFrame | None = None,
+              mass: float = 0.9, kind: str = "eti", claim_dates: dict[str, str] | None = None,
+              thresholds: tuple[float, ...] = ()) -> Summary:
+    """The headline, read from :func:`quantity_table` (computed here if not given)."""
+    if table is None:
+        table = quantity_table(tree, gate_result, tuple(sorted({*DEFAULT_MASSES, mass})))
     post = tree["posterior"].to_dataset()
     n = post.sizes["chain"] * post.sizes["draw"]
     values = tree["constant_data"].to_dataset()["claim_value"]
+
+    def iv(label: str) -> Interval:
+        return interval_from_table(table, label, mass, kind)
+
     claims = []
     for claim in post["claim"].values:
-        sel = {"claim": claim}
-        p_possible = float(post["claim_possible"].sel(sel).mean())
+        c = str(claim)
+        p_possible = float(post["claim_possible"].sel(claim=claim).mean())
         claims.append(ClaimSummary(
-            id=str(claim),
-            value=int(values.sel(sel)),
-            date=(claim_dates or {}).get(str(claim), ""),
-            true_at_claim=interval(post["true_at_claim"].sel(sel), mass),
-            inflation=interval(post["inflation_factor"].sel(sel), mass),
-            p_possible=p_possible,
-            p_possible_text=format_probability(p_possible, n),
-            p_honest=float(post["p_honest"].sel(sel).mean()),
-            p_counts_attempts=float(post["p_counts_attempts"].sel(sel).mean()),
-            days_needed=interval(post["days_needed"].sel(sel), mass),
+            id=c, value=int(values.sel(claim=claim)), date=(claim_dates or {}).get(c, ""),
+            true_at_claim=iv(f"true_at_claim[{c}]"), inflation=iv(f"inflation_factor[{c}]"),
+            p_possible=p_possible, p_possible_text=format_probability(p_possible, n),
+            p_honest=float(table.loc[f"p_honest[{c}]", "mean"]),
+            p_counts_attempts=float(table.loc[f"p_counts_attempts[{c}]", "mean"]),
+            days_needed=iv(f"days_needed[{c}]"),
         ))
+    total = post["true_enrolments_total"].values
+    below = []
+    for threshold in thresholds:
+        p = float(np.mean(total < threshold))
+        below.append({"threshold": threshold, "p_below": p, "text": format_probability(p, n)})
     return Summary(
-        case_id=str(tree.attrs.get("case_id", "")),
-        spec_id=str(tree.attrs.get("spec_id", "")),
-        seed=int(tree.attrs.get("seed", -1)),
-        draws=int(post.sizes["draw"]),
-        chains=int(post.sizes["chain"]),
-        n_samples=n,
-        true_enrolments=interval(post["true_enrolments_total"], mass),
-        capacity=interval(post["capacity"].sum("channel"), mass),
-        claims=claims,
-        gate_passed=gate_result.passed,
-        gate_text=gate_result.text,
-        stamp=None if gate_result.passed else UNCONVERGED,
+        case_id=str(tree.attrs.get("case_id", "")), spec_id=str(tree.attrs.get("spec_id", "")),
+        seed=int(tree.attrs.get("seed", -1)), draws=int(post.sizes["draw"]),
+        chains=int(post.sizes["chain"]), n_samples=n,
+        true_enrolments=iv("true_enrolments_total"), capacity=iv("total_capacity"),
+        claims=claims, thresholds=below, gate_passed=gate_result.passed,
+        gate_text=gate_result.text, stamp=None if gate_result.passed else UNCONVERGED,
     )
 
 
-def interval(draws: xr.DataArray, mass: float) -> Interval:
-    """Median and equal-tailed interval of a scalar quantity's draws."""
-    tail = (1.0 - mass) / 2.0
-    lo, med, hi = np.quantile(np.asarray(draws, dtype=float).ravel(), [tail, 0.5, 1.0 - tail])
-    return Interval(float(med), float(lo), float(hi), mass)
+def interval_from_table(table: pd.DataFrame, label: str, mass: float, kind: str) -> Interval:
+    """The :class:`Interval` of one row of a quantity table."""
+    if kind not in INTERVAL_KINDS:
+        raise ValueError(f"interval kind must be one of {list(INTERVAL_KINDS)}, got {kind!r}")
+    pct = f"{round(mass * 100):d}"
+    row = table.loc[label]
+    return Interval(float(row["median"]), float(row[f"{kind}{pct}_lb"]),
+                    float(row[f"{kind}{pct}_ub"]), mass, kind)
+
+
+def hdi(x: np.ndarray, mass: float) -> tuple[float, float]:
+    """Narrowest interval holding ``mass`` of the draws ``x`` (unimodal summary)."""
+    s = np.sort(np.asarray(x, dtype=float).ravel())
+    k = max(math.ceil(mass * s.size), 1)
+    widths = s[k - 1:] - s[: s.size - k + 1]
+    i = int(np.argmin(widths))
+    return float(s[i]), float(s[i + k - 1])
 
 
 def format_probability(p: float, n: int) -> str:
@@ -129,17 +202,29 @@ def format_probability(p: float, n: int) -> str:
 
 
 def round_sig(x: float, digits: int = 2) -> float:
-    """``x`` rounded to ``digits`` significant figures (what the uncertainty of an interval supports)."""
+    """``x`` rounded to ``digits`` significant figures."""
     if x == 0 or not math.isfinite(x):
         return x
     return round(x, digits - 1 - math.floor(math.log10(abs(x))))
 
 
-def format_count(x: float) -> str:
-    """A count rounded to two significant figures, with thousands separators (``5,500``)."""
-    return f"{round_sig(x, 2):,.0f}" if abs(x) >= 10 else f"{round_sig(x, 2):g}"
+def round_to_sd(x: float, sd: float) -> float:
+    """``x`` rounded to a tenth of the posterior sd's leading digit (sd 1,500 -> hundreds).
+
+    What the uncertainty supports: one digit more than the sd's first significant one. A constant
+    (sd 0) keeps four significant figures.
+    """
+    if not math.isfinite(x):
+        return x
+    if sd <= 0 or not math.isfinite(sd):
+        return round_sig(x, 4)
+    decimals = 1 - math.floor(math.log10(sd))
+    value = round(x, decimals)
+    return float(value) if decimals > 0 else float(round(value))
 
 
-def format_factor(x: float) -> str:
-    """A ratio such as an inflation factor, two significant figures (``12``, ``4.5``, ``0.83``)."""
-    return f"{round_sig(x, 2):,g}"
+def format_number(x: float) -> str:
+    """A rounded number for prose: thousands separators, no trailing zeros (``5,800``, ``0.62``)."""
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:,.10g}"

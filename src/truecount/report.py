@@ -1,0 +1,440 @@
+"""The report an analyst can publish from: report.md, report.html, figures and tables.
+
+A view over results: every number comes from :func:`truecount.results.quantity_table` and
+:func:`truecount.results.summarize`, every figure from :mod:`truecount.figures`; this module only
+arranges them. The report is built as a list of blocks rendered twice, to Markdown (figures linked)
+and to one self-contained HTML file (figures embedded as data URIs).
+
+Anchor: Kruschke, J. K. (2021). Bayesian Analysis Reporting Guidelines. *Nature Human Behaviour*
+5, 1282-1291. The report ends with a BARG checklist saying where each item is addressed, or that it
+is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from truecount import figures
+from truecount.case import Case
+from truecount.diagnostics import GateResult, gate
+from truecount.results import (
+    INTERVAL_KINDS,
+    Summary,
+    format_number,
+    quantity_table,
+    summarize,
+)
+from truecount.spec import PARAMETERS, STRUCTURE, Spec
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+SUMMARY_CSV = "summary.csv"
+TABLE_TEX = "table.tex"
+FIGURES_DIR = "figures"
+
+#: Parameters shown in the diagnostics excerpt and the prior/posterior figure.
+MAIN_PARAMETERS = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention",
+                   "enrol_share", "claim_noise", "honest_probability",
+                   "counts_attempts_probability", "report_bias_odds")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the report shows: interval ``kind`` ("eti"/"hdi") and ``mass``, decision thresholds."""
+
+    kind: str = "eti"
+    mass: float = 0.9
+    thresholds: tuple[float, ...] = ()
+
+    @property
+    def masses(self) -> tuple[float, ...]:
+        """Masses tabulated: 90%, 95% and the headline's."""
+        return tuple(sorted({0.9, 0.95, self.mass}))
+
+
+Block = tuple[Any, ...]
+
+
+def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
+                 options: ReportOptions = ReportOptions(),
+                 verdict: GateResult | None = None) -> list[Path]:
+    """Write report.md, report.html, summary.csv, table.tex and figures/*.png into ``folder``.
+
+    ``verdict`` defaults to :func:`truecount.diagnostics.gate` of ``tree`` with the standard limits.
+    """
+    verdict = verdict or gate(tree)
+    table = quantity_table(tree, verdict, options.masses)
+    dates = {c.id: str(c.day) + (" (end of day)" if c.time_given == "date" else f" {c.time:%H:%M}")
+             for c in case.claims}
+    summary = summarize(tree, verdict, table, mass=options.mass, kind=options.kind,
+                        claim_dates=dates, thresholds=options.thresholds)
+    stamp = summary.stamp
+    fig_dir = folder / FIGURES_DIR
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    pngs = {
+        "posterior": figures.posterior_enrolments(tree, mass=options.mass, stamp=stamp),
+        "timeline": figures.timeline(tree, mass=options.mass, stamp=stamp),
+        "prior_posterior": figures.prior_posterior(tree, stamp=stamp),
+        "predictive": figures.predictive_check(tree, stamp=stamp),
+        "diagnostics": figures.diagnostics(tree, stamp=stamp),
+    }
+    images: dict[str, bytes] = {}
+    for name, fig in pngs.items():
+        images[name] = figures.figure_png(fig)
+        (fig_dir / f"{name}.png").write_bytes(images[name])
+    blocks = _blocks(tree, case, spec, summary, verdict, table, options)
+    written = [folder / REPORT_MD, folder / REPORT_HTML, folder / SUMMARY_CSV, folder / TABLE_TEX]
+    written[0].write_text(render_markdown(blocks), encoding="utf-8")
+    written[1].write_text(render_html(blocks, images, title=f"truecount report: {case.title}"),
+                          encoding="utf-8")
+    table.to_csv(written[2], index_label="quantity")
+    written[3].write_text(latex_table(summary), encoding="utf-8")
+    return written + [fig_dir / f"{name}.png" for name in pngs]
+
+
+# -- content ----------------------------------------------------------------------------------------
+
+
+def _blocks(tree: xr.DataTree, case: Case, spec: Spec, summary: Summary, verdict: GateResult,
+            table: pd.DataFrame, options: ReportOptions) -> list[Block]:
+    attrs = tree.attrs
+    kind_name = INTERVAL_KINDS[options.kind]
+    b: list[Block] = [("h", 1, f"truecount report: {case.title}")]
+    if summary.stamp:
+        b.append(("stamp", summary.stamp))
+    end = max(c.last_day for c in case.channels)
+    b += [
+        ("p", f"Case `{case.id}` ({case.path.name}, readings: "
+              f"{', '.join(case.applied_readings) or 'as stated'}) under spec `{spec.id}` "
+              f"({spec.title}). Seed {attrs.get('seed')}, {summary.chains} chains x "
+              f"{summary.draws:,} draws. Intervals are {options.mass:.0%} {kind_name}s; "
+              "numbers are rounded to a tenth of the posterior standard deviation's leading digit."),
+        ("h", 2, "Headline"),
+    ]
+    if summary.stamp:
+        b.append(("stamp", summary.stamp))
+    b.append(("p", f"**True enrolments by the end of the drive ({end}): "
+                   f"{summary.true_enrolments.text()}.** The channel could have registered at most "
+                   f"{summary.capacity.text()} people over its open hours (every attended line "
+                   "always busy, every answered call an enrolment)."))
+    rows = []
+    for c in summary.claims:
+        rows.append([c.id, f"{c.value:,}", c.date, _iv(c.true_at_claim), _iv(c.inflation),
+                     c.p_possible_text, f"{c.p_honest:.2f}", f"{c.p_counts_attempts:.2f}",
+                     _iv(c.days_needed)])
+    b.append(("table", ["claim", "published", "date", "true enrolments by then",
+                        "inflation factor (claim / true)", "P(physically possible)",
+                        "P(honest)", "P(counts call attempts)",
+                        "days the channel would need"], rows))
+    b.append(("p", f"Each interval: median ({options.mass:.0%} {kind_name}). "
+                   "Physically possible: the claim fits the channel's capacity before its date. "
+                   "A probability that no draw reached is given as a bound."))
+    b.append(("h", 3, "Decision statements"))
+    statements = [f"P(claim {c.id} of {c.value:,} was physically possible) = {c.p_possible_text}."
+                  for c in summary.claims]
+    statements += [f"P(true enrolments < {t['threshold']:,.0f}) = {t['text']}."
+                   for t in summary.thresholds]
+    if not summary.thresholds:
+        statements.append("No thresholds were named (`truecount report RUN_DIR --threshold N`).")
+    b.append(("ul", statements))
+    b.append(("img", "posterior", "Posterior of true enrolments (log axis), with the claims and "
+                     "the capacity ceiling"))
+    b.append(("img", "timeline", "Cumulative true enrolments over the drive, claims and capacity"))
+    warnings = case.warnings()
+    if warnings:
+        b.append(("h", 3, "Warnings about the case"))
+        b.append(("ul", warnings))
+
+    b += _methods(tree, case, spec)
+    b += _diagnostics(summary, verdict, table)
+    b += _predictive(tree)
+    b += [("h", 2, "Sensitivity"),
+          ("p", "Not addressed in this report yet: refits under alternative specs and readings "
+                "(`truecount sensitivity`) and power-scaling sensitivity are planned. The case "
+                f"defines the readings {', '.join(case.readings) or '(none)'}; refit with "
+                "`--reading NAME` to see how the answer moves.")]
+    b += _barg(summary)
+    b += [("h", 2, "Reproduce"),
+          ("pre", _reproduce(tree, case, spec))]
+    return b
+
+
+def _iv(iv: Any) -> str:
+    return f"{format_number(iv.median)} ({format_number(iv.lower)}-{format_number(iv.upper)})"
+
+
+def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
+    attrs = tree.attrs
+    channels = "; ".join(
+        f"{c.id}: {c.servers} lines open {c.hours_label} ({c.hours_per_day:g} h a day) from "
+        f"{c.first_day} to {c.last_day}" for c in case.channels)
+    structure = "; ".join(f"{k} = {v} ({STRUCTURE[k].meaning})" for k, v in spec.structure.items())
+    b: list[Block] = [
+        ("h", 2, "Methods"),
+        ("p", f"We estimate how many people really enrolled in the {case.actor} drive from the "
+              "published claims, the capacity of the channel people had to enrol through, and "
+              f"reports that the channel could not be reached. Channel: {channels}. Each open "
+              "day, callers make call attempts at a rate that decays from the first open day; a "
+              "caller who finds every line busy gets no answer (Erlang's loss model), and lines "
+              "are attended only part of their open hours. A share of answered calls become "
+              "enrolments; true enrolments are Poisson counts around that expectation. Each "
+              "claim reports a quantity on the funnel call attempts -> answered calls -> "
+              "enrolments at its date, either honestly or inflated by a factor whose logarithm is "
+              "half-normal; the inflation is integrated out analytically, and a claim whose "
+              "meaning is unclear may count call attempts rather than people. Reports of "
+              "unreachable lines are binomial in the share of attempts that failed, distorted by "
+              f"the greater readiness of those who failed to post. Structure: {structure}."),
+        ("pre", "lambda[c,d]   = lambda0[c] * rho[c]^i[c,d]             demand (i: open-day index)\n"
+                "B[c,d]        = ErlangB(S[c], lambda[c,d] tau[c] / 60)  blocking, S lines\n"
+                "answered[c,d] = lambda[c,d] H[c,d] s[c] (1 - B[c,d])    H open hours, s attended\n"
+                "mu[c,d]       = q[c] answered[c,d];  N[c,d] ~ Poisson(mu[c,d])\n"
+                "log y[k]      = log Q[k] + u[k] + e[k]                  Q: what claim k counts\n"
+                "e[k] ~ N(0, sigma^2 + (R[k]/y[k])^2 / 12)              imprecision + rounding R\n"
+                "u[k] = 0 (honest, prob. pi)  or  u[k] ~ HalfNormal(sigma_u), integrated out\n"
+                "f[c] = sum_d attempts (1 - s (1 - B)) / sum_d attempts  share of attempts failing\n"
+                "failed[j] ~ Binomial(n[j], psi f / (psi f + 1 - f))     psi: reporting bias"),
+        ("p", "The full derivation is in the docstring of `truecount.model`. Priors, each with "
+              "the reason given in the spec file:"),
+    ]
+    rows = [[name, PARAMETERS[name].meaning, p.describe(), p.reason]
+            for name, p in spec.priors.items()]
+    b.append(("table", ["parameter", "meaning", "prior", "reason"], rows))
+    mapping = ", ".join(f"'{k}' = {m.failed} failed of {m.reports} reports"
+                        for k, m in spec.evidence_strength.items())
+    b.append(("p", f"Qualitative evidence is read as data by the spec's mapping: {mapping}. "
+                   f"Why: {spec.evidence_strength_reason}"))
+    b.append(("h", 3, "Data and sources"))
+    rows = [[c.id, f"{c.value:,} (rounded to {c.rounding:,})", str(c.day), c.counts,
+             c.by, f"\"{c.cited.quote}\" [{c.cited.source}]"] for c in case.claims]
+    b.append(("table", ["claim", "value", "date", "counts", "by", "quote [source]"], rows))
+    rows = []
+    for e in case.evidence:
+        what = (f"{e.failed} failed, {e.succeeded} succeeded" if e.has_counts
+                else f"strength '{e.strength}'")
+        rows.append([e.id, e.channel, what, f"\"{e.cited.quote}\" [{e.cited.source}]"])
+    if rows:
+        b.append(("table", ["evidence", "channel", "reports", "quote [source]"], rows))
+    rows = [[c.id, "; ".join(f"\"{s.quote}\" [{s.source}]" for s in c.cited)]
+            for c in case.channels]
+    b.append(("table", ["channel", "sources"], rows))
+    b.append(("ul", [f"[{s.id}] {', '.join(s.authors) + ': ' if s.authors else ''}{s.title}. "
+                     f"{s.publisher}, {s.date}." + (f" {s.url}" if s.url else "")
+                     for s in case.sources.values()]))
+    b.append(("h", 3, "Computation"))
+    b.append(("p", f"Sampler: {attrs.get('sampler')} (NUTS), {attrs.get('chains')} chains, "
+                   f"{attrs.get('tune')} tuning steps and {attrs.get('draws')} kept draws each, "
+                   f"target acceptance {attrs.get('target_accept')}, seed {attrs.get('seed')}. "
+                   f"Software: truecount {attrs.get('truecount_version')}, PyMC "
+                   f"{attrs.get('pymc_version')}, PyTensor {attrs.get('pytensor_version')}, "
+                   f"nutpie {attrs.get('nutpie_version')}, ArviZ {attrs.get('arviz_version')} "
+                   f"(arviz-stats {attrs.get('arviz_stats_version')}), NumPy "
+                   f"{attrs.get('numpy_version')}."))
+    return b
+
+
+def _diagnostics(summary: Summary, verdict: GateResult, table: pd.DataFrame) -> list[Block]:
+    b: list[Block] = [("h", 2, "Diagnostics")]
+    if summary.stamp:
+        b.append(("stamp", summary.stamp))
+    b.append(("p", verdict.text))
+    ebfmi = ", ".join(f"{v:.2f}" for v in verdict.ebfmi)
+    b.append(("p", f"Divergent transitions: {verdict.divergences}. E-BFMI per chain: {ebfmi}. "
+                   f"Every reported quantity, element by element ({len(verdict.table)} in all), "
+                   f"is in {SUMMARY_CSV} with its R-hat and bulk and tail ESS; the main ones:"))
+    rows = []
+    for label, row in table.iterrows():
+        if str(label).split("[")[0] in (*MAIN_PARAMETERS, "true_enrolments_total",
+                                        "inflation_factor"):
+            rows.append([str(label), format_number(row["median"]), f"{row['r_hat']:.3f}",
+                         f"{row['ess_bulk']:.0f}", f"{row['ess_tail']:.0f}"])
+    b.append(("table", ["quantity", "median", "R-hat", "bulk ESS", "tail ESS"], rows))
+    b.append(("img", "diagnostics", "Rank plots per chain and energy plot"))
+    b.append(("img", "prior_posterior", "Prior (outline) against posterior for the main "
+                                        "parameters"))
+    return b
+
+
+def _predictive(tree: xr.DataTree) -> list[Block]:
+    b: list[Block] = [("h", 2, "Posterior predictive check")]
+    pp = tree["posterior_predictive"].to_dataset()
+    observed = tree["constant_data"].to_dataset()["claim_value"]
+    items = []
+    for claim in observed["claim"].values:
+        rep = pp["claim_value"].sel(claim=claim).values.ravel()
+        y = float(observed.sel(claim=claim))
+        items.append(f"Claim {claim} ({y:,.0f}): {_share(rep < y)} of replicated claims are "
+                     f"lower, {_share(rep == y)} equal (after rounding).")
+    if "evidence_reports_failed" in pp and "observed_data" in tree.children:
+        seen = tree["observed_data"].to_dataset()["evidence_reports_failed"]
+        for ev in seen["evidence"].values:
+            rep = pp["evidence_reports_failed"].sel(evidence=ev).values.ravel()
+            k = int(seen.sel(evidence=ev))
+            items.append(f"Evidence {ev} ({k} failed reports): {_share(rep < k)} of replicates "
+                         f"are lower, {_share(rep == k)} equal.")
+    b.append(("ul", items))
+    b.append(("p", "A claim far in either tail of its replicates would say the model cannot "
+                   "produce it; replicated claims are drawn by the same generative story "
+                   "(truecount.simulate) from each posterior draw."))
+    b.append(("img", "predictive", "Replicated claims and evidence against the observed ones"))
+    return b
+
+
+def _share(mask: np.ndarray) -> str:
+    return f"{float(np.mean(mask)):.0%}"
+
+
+def _barg(summary: Summary) -> list[Block]:
+    converged = "yes" if summary.gate_passed else "FAILED (see Diagnostics)"
+    rows = [
+        ["Preamble: why Bayesian", "Methods (posterior probabilities of claims)", "partly"],
+        ["1A Data variables", "Methods: Data and sources", "yes"],
+        ["1B Likelihood and parameters", "Methods (words and formulas)", "yes"],
+        ["1C Priors, justified", "Methods: priors table with reasons", "yes"],
+        ["1D Formal specification", "Methods formulas; truecount.model docstring", "yes"],
+        ["1E Prior predictive check", "Prior draws in posterior.nc (prior, prior_predictive); "
+                                      "prior outlines in the figures", "partly: no dedicated "
+                                                                         "section"],
+        ["2A Software and versions", "Methods: Computation", "yes"],
+        ["2B Chain convergence (R-hat, ESS)", "Diagnostics", converged],
+        ["2C Chain resolution (ESS)", "Diagnostics; summary.csv", converged],
+        ["3A Posterior predictive check", "Posterior predictive check", "yes"],
+        ["3B Posterior summary, interval type and mass", "Headline; summary.csv; table.tex", "yes"],
+        ["3C Posterior probabilities of hypotheses", "Decision statements", "yes"],
+        ["4 Decisions and their criteria", "Decision statements (thresholds named by the "
+                                           "analyst)", "partly: no loss function"],
+        ["5 Sensitivity to priors and model", "Sensitivity", "no: not yet"],
+        ["6 Reproducibility", "Reproduce; run folder (inputs, seed, hashes)", "yes"],
+    ]
+    return [("h", 2, "BARG checklist (Kruschke 2021)"),
+            ("table", ["item", "where in this report", "addressed"], rows)]
+
+
+def _reproduce(tree: xr.DataTree, case: Case, spec: Spec) -> str:
+    a = tree.attrs
+    readings = "".join(f" --reading {r}" for r in case.applied_readings)
+    return (f"truecount fit {case.path}{readings} --spec {spec.path} --seed {a.get('seed')} "
+            f"--draws {a.get('draws')} --tune {a.get('tune')} --chains {a.get('chains')}\n"
+            f"case sha256 {a.get('case_sha256')}\nspec sha256 {a.get('spec_sha256')}")
+
+
+def latex_table(summary: Summary) -> str:
+    """A booktabs table of the headline, ready to paste into a paper."""
+    def tex(s: str) -> str:
+        return re.sub(r"([_%&#$])", r"\\\1", s)
+
+    iv = summary.true_enrolments
+    kind = INTERVAL_KINDS[iv.kind]
+    lines = [
+        "% truecount: " + tex(f"{summary.case_id} under {summary.spec_id}, seed {summary.seed}"),
+        r"\begin{tabular}{lrrrr}", r"\toprule",
+        r"Quantity & Value & Median & \multicolumn{2}{c}{" + f"{iv.mass:.0%}".replace("%", r"\%")
+        + r" interval} \\", r"\midrule",
+        f"True enrolments by the end & & {format_number(iv.median)} & "
+        f"{format_number(iv.lower)} & {format_number(iv.upper)} \\\\",
+    ]
+    for c in summary.claims:
+        t, f = c.true_at_claim, c.inflation
+        lines.append(f"Claim {tex(c.id)}: true enrolments by then & {c.value:,} & "
+                     f"{format_number(t.median)} & {format_number(t.lower)} & "
+                     f"{format_number(t.upper)} \\\\")
+        lines.append(f"\\quad inflation factor & & {format_number(f.median)} & "
+                     f"{format_number(f.lower)} & {format_number(f.upper)} \\\\")
+        lines.append(f"\\quad P(physically possible) & \\multicolumn{{4}}{{r}}"
+                     f"{{{tex(c.p_possible_text)}}} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}",
+              f"% Intervals: {tex(kind)}s. " + ("UNCONVERGED: do not quote."
+                                                 if summary.stamp else "Diagnostics gate passed.")]
+    return "\n".join(lines) + "\n"
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """Blocks as Markdown; images link to figures/NAME.png."""
+    out: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "stamp":
+            out.append(f"> **{block[1]}**")
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in block[1]))
+        elif kind == "pre":
+            out.append("```\n" + block[1] + "\n```")
+        elif kind == "img":
+            out.append(f"![{block[2]}]({FIGURES_DIR}/{block[1]}.png)")
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            cells = [header, ["---"] * len(header), *rows]
+            out.append("\n".join("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |"
+                                 for r in cells))
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """
+body{font-family:Georgia,serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45;
+color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border:1px solid #bbb;padding:.3rem .5rem;vertical-align:top;text-align:left}
+th{background:#f2f2f2} pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
+img{max-width:100%;display:block;margin:1rem 0} figcaption{font-size:.9rem;color:#555}
+.stamp{background:#b00020;color:#fff;font-weight:bold;padding:.6rem 1rem;margin:1rem 0}
+.stamp-fixed{position:fixed;top:0;left:0;right:0;text-align:center;z-index:10;margin:0}
+@media print{.stamp-fixed{position:fixed}}
+"""
+
+
+def render_html(blocks: list[Block], images: dict[str, bytes], title: str) -> str:
+    """Blocks as one self-contained HTML page, figures embedded as data URIs."""
+    body: list[str] = []
+    stamped = any(block[0] == "stamp" for block in blocks)
+    if stamped:
+        text = next(block[1] for block in blocks if block[0] == "stamp")
+        body.append(f'<div class="stamp stamp-fixed">{html.escape(text)}</div>')
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            body.append(f"<h{block[1]}>{_inline(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "stamp":
+            body.append(f'<div class="stamp">{html.escape(block[1])}</div>')
+        elif kind == "ul":
+            items = "".join(f"<li>{_inline(i)}</li>" for i in block[1])
+            body.append(f"<ul>{items}</ul>")
+        elif kind == "pre":
+            body.append(f"<pre>{html.escape(block[1])}</pre>")
+        elif kind == "img":
+            data = base64.b64encode(images[block[1]]).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(block[2])}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>'
+                        f"{html.escape(block[2])}</figcaption></figure>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(str(h))}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in r) + "</tr>"
+                           for r in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    top = ' style="padding-top:3rem"' if stamped else ""
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+            f"<body{top}>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
