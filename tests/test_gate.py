@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from arviz_base import from_dict
 
 from truecount.diagnostics import gate

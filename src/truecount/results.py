@@ -97,7 +97,7 @@ def quantity_table(tree: xr.DataTree, gate_result: GateResult,
         if da is None:
             continue
         da = da.astype(float)
-        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        extra = [str(d) for d in da.dims if d not in ("chain", "draw")]
         stacked = da.stack(__sample__=("chain", "draw")).transpose(*extra, "__sample__")
         values = stacked.values.reshape(-1, stacked.sizes["__sample__"])
         labels = _labels(name, stacked, extra)
