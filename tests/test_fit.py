@@ -9,8 +9,7 @@ import xarray as xr
 from truecount import load_case, load_spec
 from truecount.cli import main
 from truecount.diagnostics import gate
-from truecount.inference import fit
-from truecount.model import build_model
+from truecount.inference import Fitter, StructureError
 from truecount.simulate import simulate
 
 
@@ -51,16 +50,22 @@ def test_kss_fit_passes_the_gate_and_writes_the_run(capsys, tmp_path, kss_path):
     assert tree.attrs["gate_passed"] == 1
 
 
+@pytest.fixture(scope="module")
+def kss_fitter():
+    from tests.conftest import BASELINE, KSS
+    return Fitter.for_case(load_case(KSS), load_spec(BASELINE))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_parameter_recovery(kss_path, baseline_path, seed):
-    case, spec = load_case(kss_path), load_spec(baseline_path)
+def test_parameter_recovery(kss_fitter, seed):
     params = {"handle_time": np.array([4.0]), "attended_share": np.array([0.8]),
               "peak_attempts_per_hour": np.array([400.0]), "daily_retention": np.array([0.7]),
               "enrol_share": np.array([0.5]), "claim_noise": 0.1, "honest_probability": 0.3,
               "counts_attempts_probability": 0.3, "report_bias_odds": 3.0}
-    sim = simulate(case, spec, np.random.default_rng(seed), params)
-    tree = fit(build_model(sim.case, spec), draws=1000, tune=1000, chains=2, seed=seed)
+    from tests.conftest import KSS
+    sim = simulate(load_case(KSS), kss_fitter.spec, np.random.default_rng(seed), params)
+    tree = kss_fitter.fit(sim.case, draws=1000, tune=1000, chains=2, seed=seed)
     post = tree["posterior"].to_dataset()
     lo, hi = np.quantile(post["true_enrolments_total"].values, [0.025, 0.975])
     truth = sim.truth["true_enrolments_total"]
@@ -68,3 +73,25 @@ def test_parameter_recovery(kss_path, baseline_path, seed):
     lo, hi = np.quantile(post["failed_share"].values, [0.025, 0.975])
     assert lo <= sim.truth["failed_share"][0] <= hi
     assert gate(tree).divergences == 0
+
+
+@pytest.mark.slow
+def test_refits_reuse_the_compiled_model_and_reproduce(kss_fitter, kss_path):
+    kss_fitter.compile()
+    a = kss_fitter.fit(draws=200, tune=200, chains=2, seed=4)
+    b = kss_fitter.fit(load_case(kss_path), draws=200, tune=200, chains=2, seed=4)
+    assert a.attrs["compile_seconds"] == 0 and b.attrs["compile_seconds"] == 0
+    for name in ("handle_time", "true_enrolments_total", "inflation_factor"):
+        np.testing.assert_array_equal(a["posterior"][name].values, b["posterior"][name].values)
+    np.testing.assert_array_equal(a["posterior_predictive"]["claim_value"].values,
+                                  b["posterior_predictive"]["claim_value"].values)
+
+
+def test_fitter_refuses_another_structure(kss_path, baseline_path, tmp_path):
+    text = kss_path.read_text(encoding="utf-8").replace("servers = 6", "servers = 7")
+    other = tmp_path / "seven.toml"
+    other.write_text(text, encoding="utf-8")
+    spec = load_spec(baseline_path)
+    fitter = Fitter.for_case(load_case(kss_path), spec)
+    with pytest.raises(StructureError, match="another model structure"):
+        fitter.fit(load_case(other))

@@ -6,8 +6,8 @@ import pytest
 
 from truecount import capacity, load_case, load_spec
 from truecount.errors import InputError
+from truecount.forward import channel_flows, draw_parameters
 from truecount.model import build_model, erlang_b_pt, model_inputs
-from truecount.simulate import channel_flows, draw_parameters
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,36 @@ def test_structure_switches_change_the_graph(kss_path, baseline_path, tmp_path):
     assert "daily_retention" not in names
     assert "honest_probability" not in names
     assert "counts_attempts_probability" not in names
+
+
+def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
+    """truecount.forward recomputes the model's Deterministics in NumPy; they must agree."""
+    from truecount.forward import deterministics
+    from truecount.model import model_info
+
+    info = model_info(kss_model)
+    names = ["blocking", "attempts", "expected_enrolments", "capacity", "capacity_at_claim",
+             "days_needed", "funnel_at_claim", "claim_loglik", "p_honest", "p_counts_attempts",
+             "failed_share"]
+    outputs = kss_model.replace_rvs_by_values([kss_model[n] for n in names])
+    fn = kss_model.compile_fn(outputs, inputs=kss_model.value_vars, on_unused_input="ignore")
+    inputs = {name: np.asarray(kss_model[name].get_value()) for name in
+              ("open_hours", "open_day_index", "claim_exposure", "claim_value", "claim_rounding",
+               "claim_quantity")}
+    sigma_u = info.spec.priors["log_inflation"].params["sigma"]
+    rvs = kss_model.free_RVs
+    draws = pm.draw(rvs, draws=20, random_seed=3)
+    for i in range(20):
+        params = {rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws, strict=True)}
+        point = {}
+        for rv in rvs:
+            value = params[rv.name]
+            transform = kss_model.rvs_to_transforms.get(rv)
+            if transform is not None:
+                value = transform.forward(value, *rv.owner.inputs).eval()
+            point[kss_model.rvs_to_values[rv].name] = value
+        from_model = dict(zip(names, fn(point), strict=True))
+        from_numpy = deterministics(inputs, info.structure, params, sigma_u)
+        for name in names:
+            np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=1e-8, atol=1e-10,
+                                       err_msg=name)

@@ -1,19 +1,24 @@
-"""Inference: sample a built model and assemble one :class:`xarray.DataTree` of everything.
+"""Inference: compile a model structure once, fit it to any data of that structure.
 
-:func:`fit` samples with nutpie (PyMC's own NUTS where nutpie is missing), then draws the prior, the
-prior predictive and the posterior predictive, adds the derived quantities analysts quote
-(:func:`add_derived`), and records in the tree's attributes the versions, the seed and the hashes of
-the case and spec, so that a saved posterior says where it came from.
+:class:`Fitter` compiles a model built by :func:`truecount.model.build_model` once (nutpie; PyMC's
+own NUTS where nutpie is missing) and samples it for the case it was built from or for any other
+case of the same structure (same channels and line counts, claims of the same kinds, same spec
+switches), swapping the data containers without recompiling. Everything else a fit returns is
+computed in NumPy by :mod:`truecount.forward`, so no further compilation happens per fit: the
+Deterministics, the prior draws, the prior and posterior predictive draws, and the derived
+quantities analysts quote (true counts, inflation factors, whether each claim was possible).
 
-Groups of the returned tree: ``posterior``, ``sample_stats``, ``prior``, ``prior_predictive``,
-``posterior_predictive``, ``observed_data``, ``constant_data``.
+:func:`fit` is the one-shot form: ``fit(model, draws=..., tune=..., chains=..., seed=...)``.
+
+Groups of the returned :class:`xarray.DataTree`: ``posterior``, ``sample_stats``, ``prior``,
+``prior_predictive``, ``posterior_predictive``, ``observed_data``, ``constant_data``; its attributes
+record the versions, the seed, the sampler settings, the hashes of the case and spec, and timings.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import warnings
 from importlib.metadata import version
 from typing import Any
 
@@ -21,151 +26,303 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from truecount.case import Case
 from truecount.errors import TruecountError
-from truecount.model import model_info
-from truecount.simulate import claims_from_funnel, realize_counts
+from truecount.forward import (
+    QUANTITIES,
+    claims_from_funnel,
+    deterministics,
+    draw_parameters,
+    model_inputs,
+    model_structure,
+    realize_counts,
+    reported_failure,
+)
+from truecount.model import build_model, model_info
+from truecount.spec import Spec
 
-#: Samplers :func:`fit` knows, preferred first.
-SAMPLERS = ("nutpie", "pymc")
+#: Dimensions of every Deterministic (and of the inputs), after the sample dimensions.
+DIMS: dict[str, tuple[str, ...]] = {
+    "blocking": ("channel", "day"), "attempts": ("channel", "day"),
+    "expected_enrolments": ("channel", "day"), "unanswered_attempts": ("channel", "day"),
+    "capacity": ("channel",), "capacity_at_claim": ("claim",), "days_needed": ("claim",),
+    "funnel_at_claim": ("claim", "quantity"), "claim_loglik": ("claim",), "p_honest": ("claim",),
+    "p_counts_attempts": ("claim",), "failed_share": ("channel",),
+    "open_hours": ("channel", "day"), "open_day_index": ("channel", "day"),
+    "claim_exposure": ("claim", "channel", "day"), "claim_value": ("claim",),
+    "claim_rounding": ("claim",), "claim_quantity": ("claim", "quantity"),
+    "evidence_failed": ("evidence",), "evidence_reports": ("evidence",),
+    "evidence_channel": ("evidence", "channel"),
+}
+SAMPLE_DIMS = ("chain", "draw")
 
 
 class SamplingError(TruecountError):
     """The sampler could not run (initialisation failed, a numerical error, too few draws)."""
 
 
-def fit(model: pm.Model, *, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
-        cores: int | None = None, sampler: str = "nutpie", target_accept: float = 0.95,
-        progress: bool = False) -> xr.DataTree:
-    """Sample ``model`` and return prior, predictive and posterior draws in one DataTree.
+class StructureError(TruecountError):
+    """Data given to a :class:`Fitter` does not fit the structure it compiled."""
+
+
+class Fitter:
+    """A model structure compiled once, fitted to as many datasets of that structure as needed.
 
     Parameters
     ----------
     model
-        From :func:`truecount.model.build_model`.
-    draws, tune, chains
-        Kept draws and tuning steps per chain, and the number of chains (passed to the sampler
-        explicitly: nutpie's own defaults differ).
-    seed
-        Seeds the sampler, the prior and predictive draws and the derived counts: the same model,
-        seed and environment give the same numbers.
-    cores
-        Chains run in parallel on this many cores (default: all, at most ``chains``).
+        A model from :func:`truecount.model.build_model`; its data containers are swapped per fit.
     sampler
-        ``"nutpie"`` (default) or ``"pymc"``; nutpie falls back to PyMC's NUTS if not installed.
-    target_accept
-        NUTS target acceptance; 0.95 because the claims' mixture has a narrow honest component.
-    progress
-        Show the sampler's progress bar.
+        ``"nutpie"`` (default; falls back to ``"pymc"`` when nutpie is not installed) or ``"pymc"``.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        fitter = Fitter.for_case(case, spec)
+        tree = fitter.fit(draws=2000, tune=1000, chains=4, seed=0)   # compiles once
+        other = fitter.fit(simulated_case, seed=1)                   # reuses the compiled model
     """
-    if draws < 4 or chains < 1 or tune < 0:
-        raise SamplingError(f"draws must be >= 4 and chains >= 1 (got draws={draws}, "
-                            f"chains={chains}, tune={tune})")
-    cores = min(chains, cores or os.cpu_count() or 1)
-    if sampler == "nutpie":
-        try:
-            import nutpie
-        except ImportError:  # pragma: no cover - nutpie is a dependency
-            sampler = "pymc"
-    start = time.perf_counter()
-    try:
+
+    def __init__(self, model: pm.Model, sampler: str = "nutpie") -> None:
+        if sampler not in ("nutpie", "pymc"):
+            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
         if sampler == "nutpie":
-            compiled = nutpie.compile_pymc_model(model)
-            compiled_at = time.perf_counter()
-            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores,
-                                  seed=seed, progress_bar=progress, target_accept=target_accept,
-                                  save_warmup=False)
-        else:
-            compiled_at = start
-            with model:
-                idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
-                                  random_seed=seed, nuts_sampler="pymc", progressbar=progress,
-                                  target_accept=target_accept, compute_convergence_checks=False)
+            try:
+                import nutpie  # noqa: F401
+            except ImportError:  # pragma: no cover - nutpie is a dependency
+                sampler = "pymc"
+        self.model = model
+        self.info = model_info(model)
+        self.sampler = sampler
+        self.free = [v.name for v in model.free_RVs]
+        self.data_names = [name for name in DIMS if name in model.named_vars
+                           and hasattr(model[name], "get_value")]
+        self.coords = {k: np.asarray(v) for k, v in model.coords.items()}
+        self._compiled: Any = None
+        self.compile_seconds = 0.0
+
+    @classmethod
+    def for_case(cls, case: Case | xr.Dataset, spec: Spec, sampler: str = "nutpie") -> Fitter:
+        """Build the model of ``case`` under ``spec`` and wrap it."""
+        return cls(build_model(case, spec), sampler)
+
+    @property
+    def spec(self) -> Spec:
+        """The spec the model was built under."""
+        return self.info.spec
+
+    def compile(self) -> None:
+        """Compile the log density and its gradient (once; later fits reuse it)."""
+        if self._compiled is not None or self.sampler != "nutpie":
+            return
+        import nutpie
+
+        start = time.perf_counter()
+        self._compiled = nutpie.compile_pymc_model(self.model, var_names=self.free)
+        self.compile_seconds = time.perf_counter() - start
+
+    def inputs_for(self, case: Case | xr.Dataset | None) -> dict[str, np.ndarray]:
+        """The data arrays of ``case`` (default: the model's own), checked against the structure."""
+        if case is None:
+            return {name: np.asarray(self.model[name].get_value()) for name in self.data_names}
+        ds = case.to_dataset() if isinstance(case, Case) else case
+        structure = model_structure(ds, self.spec)
+        if structure != self.info.structure:
+            raise StructureError(
+                f"case {ds.attrs.get('case_id', '')!r} has another model structure "
+                f"({structure}) than the compiled one ({self.info.structure}); build a new Fitter")
+        inputs = model_inputs(ds, self.spec)
+        for name in self.data_names:
+            expected = self.model[name].get_value().shape
+            if inputs[name].shape != expected:
+                raise StructureError(f"{name} has shape {inputs[name].shape}, the compiled model "
+                                     f"{expected}: build a new Fitter for this case")
+        return {name: inputs[name] for name in self.data_names}
+
+    def fit(self, case: Case | xr.Dataset | None = None, *, draws: int = 2000, tune: int = 1000,
+            chains: int = 4, seed: int = 0, cores: int | None = None,
+            target_accept: float = 0.95, progress: bool = False) -> xr.DataTree:
+        """Sample the posterior for ``case`` (default: the case the model was built from).
+
+        Parameters
+        ----------
+        draws, tune, chains
+            Kept draws and tuning steps per chain, and the number of chains (always passed to the
+            sampler: nutpie's own defaults differ).
+        seed
+            Seeds the sampler and every NumPy draw: same data, seed and environment, same numbers.
+        cores
+            Chains run in parallel on this many cores (default: all, at most ``chains``).
+        target_accept
+            NUTS target acceptance; 0.95 because the claims' mixture has a narrow honest component.
+        progress
+            Show the sampler's progress bar.
+        """
+        if draws < 4 or chains < 1 or tune < 0:
+            raise SamplingError(f"draws must be >= 4 and chains >= 1 (got draws={draws}, "
+                                f"chains={chains}, tune={tune})")
+        start = time.perf_counter()
+        inputs = self.inputs_for(case)  # a mismatched case fails before any compiling
+        compiled_before = self._compiled is not None
+        self.compile()
+        cores = min(chains, cores or os.cpu_count() or 1)
         sampled_at = time.perf_counter()
-        with model, warnings.catch_warnings():
-            # The claims enter as a Potential, which predictive sampling skips by design: their
-            # replicates are drawn by the simulator in add_derived.
-            warnings.filterwarnings("ignore", message="The effect of Potentials")
-            prior = pm.sample_prior_predictive(draws=draws, random_seed=seed + 1)
-            predictive = pm.sample_posterior_predictive(idata, random_seed=seed + 2,
-                                                        progressbar=False)
-    except (ValueError, RuntimeError, FloatingPointError) as exc:
-        raise SamplingError(f"sampling failed: {exc}") from exc
-    tree = xr.DataTree()
-    for name in ("posterior", "sample_stats"):
-        tree[name] = idata[name]
-    for name in ("prior", "prior_predictive"):
-        tree[name] = prior[name]
-    for name in ("posterior_predictive", "observed_data", "constant_data"):
-        if name in predictive.children:
-            tree[name] = predictive[name]
-    rng = np.random.default_rng([seed, 3])
-    constant = _constants(model)
-    for group, predictive_group in (("posterior", "posterior_predictive"),
-                                    ("prior", "prior_predictive")):
-        derived, claims = add_derived(tree[group].to_dataset(), constant, model, rng)
-        tree[group] = xr.DataTree(derived)
-        tree[predictive_group] = xr.DataTree(
-            tree[predictive_group].to_dataset().assign(claim_value=claims))
-    attrs: dict[str, Any] = dict(model_info(model).attrs)
-    attrs.update(
-        truecount_version=_version("truecount"), pymc_version=_version("pymc"),
-        pytensor_version=_version("pytensor"), arviz_version=_version("arviz"),
-        arviz_stats_version=_version("arviz-stats"), nutpie_version=_version("nutpie"),
-        numpy_version=np.__version__, sampler=sampler, seed=seed, draws=draws, tune=tune,
-        chains=chains, target_accept=target_accept,
-        compile_seconds=round(compiled_at - start, 3),
-        sample_seconds=round(sampled_at - compiled_at, 3),
-        total_seconds=round(time.perf_counter() - start, 3),
-    )
-    tree.attrs.update(attrs)
-    return tree
+        try:
+            trace = self._sample(inputs, draws, tune, chains, seed, cores, target_accept, progress)
+        except (ValueError, RuntimeError, FloatingPointError) as exc:
+            raise SamplingError(f"sampling failed: {exc}") from exc
+        sample_seconds = time.perf_counter() - sampled_at
+        tree = self._assemble(trace, inputs, draws, seed)
+        tree.attrs.update(
+            sampler=self.sampler, seed=seed, draws=draws, tune=tune, chains=chains,
+            target_accept=target_accept,
+            compile_seconds=round(0.0 if compiled_before else self.compile_seconds, 3),
+            sample_seconds=round(sample_seconds, 3),
+            total_seconds=round(time.perf_counter() - start, 3),
+        )
+        return tree
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _sample(self, inputs: dict[str, np.ndarray], draws: int, tune: int, chains: int,
+                seed: int, cores: int, target_accept: float, progress: bool) -> xr.DataTree:
+        if self.sampler == "nutpie":
+            import nutpie
+
+            data = {name: np.asarray(value, dtype=self.model[name].get_value().dtype)
+                    for name, value in inputs.items()}
+            compiled = self._compiled.with_data(**data)
+            trace: xr.DataTree = nutpie.sample(
+                compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                progress_bar=progress, target_accept=target_accept, save_warmup=False)
+            return trace
+        with self.model:
+            pm.set_data({name: value for name, value in inputs.items()})
+            trace = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
+                              random_seed=seed, nuts_sampler="pymc", progressbar=progress,
+                              var_names=self.free, target_accept=target_accept,
+                              compute_convergence_checks=False)
+        return trace
+
+    def _params(self, ds: xr.Dataset | dict[str, np.ndarray], shape: tuple[int, ...]
+                ) -> dict[str, np.ndarray]:
+        """Parameter arrays for the forward layer; Fixed priors are filled from the spec."""
+        params = {}
+        for name, prior in self.spec.priors.items():
+            if name in ds:
+                value = ds[name]
+                params[name] = np.asarray(getattr(value, "values", value), dtype=float)
+            elif prior.dist == "Fixed":
+                n = len(self.coords["channel"])
+                per_channel = name in ("handle_time", "attended_share", "peak_attempts_per_hour",
+                                       "daily_retention", "enrol_share")
+                full = (*shape, n) if per_channel else shape
+                params[name] = np.full(full, prior.params["value"])
+        return params
+
+    def _assemble(self, trace: xr.DataTree, inputs: dict[str, np.ndarray], draws: int,
+                  seed: int) -> xr.DataTree:
+        posterior = trace["posterior"].to_dataset()[self.free]
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+        n_channels = len(self.coords["channel"])
+        prior_draws = draw_parameters(self.spec, n_channels, np.random.default_rng([seed, 1]),
+                                      size=(1, draws))
+        prior_params = {k: v for k, v in prior_draws.items() if k in self.free}
+        groups = {}
+        for group, params_source, group_shape, stream in (
+                ("posterior", posterior, shape, 2), ("prior", prior_params, (1, draws), 3)):
+            params = self._params(params_source, group_shape)
+            rng = np.random.default_rng([seed, stream])
+            draws_ds, predictive = self._derived(params, inputs, rng)
+            groups[group] = draws_ds
+            groups[f"{group}_predictive"] = predictive
+        coords = self._coords()
+        observed = xr.Dataset(
+            {"claim_value": (("claim",), inputs["claim_value"])}
+            | ({"evidence_reports_failed": (("evidence",), inputs["evidence_failed"])}
+               if "evidence_failed" in inputs else {}),
+            coords={k: coords[k] for k in ("claim", "evidence")})
+        constant = xr.Dataset({name: (DIMS[name], value) for name, value in inputs.items()},
+                              coords=coords)
+        tree = xr.DataTree()
+        tree["posterior"] = xr.DataTree(groups["posterior"])
+        tree["sample_stats"] = trace["sample_stats"]
+        for name in ("prior", "prior_predictive", "posterior_predictive"):
+            tree[name] = xr.DataTree(groups[name])
+        tree["observed_data"] = xr.DataTree(observed)
+        tree["constant_data"] = xr.DataTree(constant)
+        tree.attrs.update(self.info.attrs)
+        tree.attrs.update(_versions())
+        return tree
+
+    def _coords(self) -> dict[str, np.ndarray]:
+        coords = dict(self.coords)
+        coords["quantity"] = np.asarray(QUANTITIES)
+        return coords
+
+    def _derived(self, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
+                 rng: np.random.Generator) -> tuple[xr.Dataset, xr.Dataset]:
+        """Deterministics, true counts, inflation, possibility and predictive draws for a group."""
+        structure = self.info.structure
+        sigma_u = float(self.spec.priors["log_inflation"].params["sigma"])
+        det = deterministics(inputs, structure, params, sigma_u)
+        counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"],
+                                          rng)
+        y = inputs["claim_value"]
+        funnel = det["funnel_at_claim"].copy()
+        funnel[..., 0] = at_claim
+        claims, _, _ = claims_from_funnel(
+            funnel, inputs["claim_quantity"], np.asarray(structure["unclear"]),
+            inputs["claim_rounding"], params, sigma_u, structure["honest_claims"], rng)
+        sd = SAMPLE_DIMS
+        data: dict[str, Any] = {}
+        for name, value in params.items():
+            per_channel = value.ndim == 3
+            data[name] = ((*sd, "channel") if per_channel else sd, value)
+        data.update({name: ((*sd, *DIMS[name]), value) for name, value in det.items()})
+        data.update(
+            true_enrolments=((*sd, "channel", "day"), counts),
+            true_enrolments_total=(sd, counts.sum(axis=(-1, -2))),
+            true_at_claim=((*sd, "claim"), at_claim),
+            inflation_factor=((*sd, "claim"), y / np.maximum(at_claim, 1)),
+            claim_possible=((*sd, "claim"), y <= det["capacity_at_claim"]),
+        )
+        coords = self._coords()
+        shape = counts.shape[:2]
+        sample_coords = {"chain": np.arange(shape[0]), "draw": np.arange(shape[1])}
+        draws_ds = xr.Dataset(data, coords=coords | sample_coords)
+        predictive: dict[str, Any] = {"claim_value": ((*sd, "claim"), claims)}
+        if structure["has_evidence"]:
+            p = reported_failure(det["failed_share"], params)  # (..., channel)
+            p_evidence = np.einsum("ec,...c->...e", inputs["evidence_channel"], p)
+            predictive["evidence_reports_failed"] = (
+                (*sd, "evidence"), rng.binomial(inputs["evidence_reports"].astype(np.int64),
+                                                np.clip(p_evidence, 0.0, 1.0)))
+        return draws_ds, xr.Dataset(predictive, coords=coords | sample_coords)
 
 
-def add_derived(draws: xr.Dataset, constant: dict[str, np.ndarray], model: pm.Model,
-                rng: np.random.Generator) -> tuple[xr.Dataset, xr.DataArray]:
-    """Add the quantities analysts quote to a group of draws, and draw replicated claims.
+def fit(model: pm.Model, *, draws: int = 2000, tune: int = 1000, chains: int = 4, seed: int = 0,
+        cores: int | None = None, sampler: str = "nutpie", target_accept: float = 0.95,
+        progress: bool = False) -> xr.DataTree:
+    """Compile and sample ``model`` once: ``Fitter(model, sampler).fit(...)``.
 
-    Added: ``true_enrolments(channel, day)`` ~ Poisson(``expected_enrolments``),
-    ``true_enrolments_total``, ``true_at_claim(claim)`` (days partly before a claim thinned
-    binomially), ``inflation_factor(claim)`` = claim / true count at its date (at least one
-    enrolment), and ``claim_possible(claim)``: whether the claim fits the channel's capacity before
-    its date (every attended line busy, every answered call an enrolment). Returns the extended
-    draws and replicated claim values (posterior or prior predictive), drawn by the simulator.
+    Use a :class:`Fitter` to refit the same structure without recompiling.
     """
-    sample_dims = ("chain", "draw")
-    expected = draws["expected_enrolments"].transpose(*sample_dims, "channel", "day")
-    counts, at_claim = realize_counts(expected.values, constant["claim_exposure"], rng)
-    y = constant["claim_value"]
-    dims_cd = (*sample_dims, "channel", "day")
-    out = draws.assign(
-        true_enrolments=(dims_cd, counts),
-        true_enrolments_total=(sample_dims, counts.sum(axis=(-1, -2))),
-        true_at_claim=((*sample_dims, "claim"), at_claim),
-        inflation_factor=((*sample_dims, "claim"), y / np.maximum(at_claim, 1)),
-        claim_possible=((*sample_dims, "claim"),
-                        y <= draws["capacity_at_claim"].transpose(*sample_dims, "claim").values),
-    )
-    funnel = draws["funnel_at_claim"].transpose(*sample_dims, "claim", "quantity").values.copy()
-    funnel[..., 0] = at_claim
-    info = model_info(model)
-    params = {name: draws[name].values for name in ("honest_probability",
-                                                    "counts_attempts_probability", "claim_noise")
-              if name in draws}
-    values, _, _ = claims_from_funnel(
-        funnel, constant["claim_quantity"], np.asarray(info.structure["unclear"]),
-        constant["claim_rounding"], params, info.spec, info.structure["honest_claims"], rng)
-    claims = xr.DataArray(values, dims=(*sample_dims, "claim"),
-                          coords={"claim": draws["claim"].values})
-    return out, claims
+    return Fitter(model, sampler).fit(draws=draws, tune=tune, chains=chains, seed=seed,
+                                      cores=cores, target_accept=target_accept, progress=progress)
 
 
-def _constants(model: pm.Model) -> dict[str, np.ndarray]:
-    return {name: np.asarray(model[name].get_value()) for name in
-            ("claim_exposure", "claim_value", "claim_quantity", "claim_rounding")}
+def _versions() -> dict[str, str]:
+    def v(package: str) -> str:
+        try:
+            return version(package)
+        except Exception:  # pragma: no cover - only for packages missing from the environment
+            return "not installed"
 
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except Exception:  # pragma: no cover - only for packages missing from the environment
-        return "not installed"
+    return {
+        "truecount_version": v("truecount"), "pymc_version": v("pymc"),
+        "pytensor_version": v("pytensor"), "arviz_version": v("arviz"),
+        "arviz_stats_version": v("arviz-stats"), "nutpie_version": v("nutpie"),
+        "numpy_version": np.__version__,
+    }

@@ -79,70 +79,13 @@ from pymc.distributions.dist_math import normal_lcdf
 from truecount.capacity import inverse_blocking
 from truecount.case import Case
 from truecount.errors import InputError
+from truecount.forward import QUANTITIES, model_inputs, model_structure
 from truecount.spec import Prior, Spec
-
-#: Order of the funnel quantities a claim can report (index into the one-hot ``claim_quantity``).
-QUANTITIES = ("registrations", "answered", "attempts")
-#: Where each "counts" / "presented_as" value sits on the funnel.
-_QUANTITY_OF = {"registrations": 0, "turned_up": 0, "answered": 1, "attempts": 2}
 
 
 def erlang_b_pt(servers: int, load: Any) -> Any:
     """Erlang-B blocking for PyTensor tensors: the recursion of :func:`truecount.capacity.erlang_b`."""
     return 1.0 / inverse_blocking(servers, load, pt.ones_like(load))
-
-
-def model_inputs(ds: xr.Dataset, spec: Spec) -> dict[str, np.ndarray]:
-    """The numeric arrays the model reads from a case dataset, as data containers.
-
-    Everything a refit of the same model structure may change (claim values, evidence counts, hours)
-    is here; what fixes the structure (the number of lines, which claims are unclear) is read by
-    :func:`model_structure`.
-    """
-    open_hours = ds.open_hours.values.astype(float)
-    is_open = open_hours > 0
-    open_index = np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0).astype(float)
-    values = ds.claim_value.values.astype(float)
-    quantity = np.zeros((ds.sizes["claim"], len(QUANTITIES)))
-    for k, (counts, presented) in enumerate(zip(ds.claim_counts.values, ds.claim_presented_as.values,
-                                                strict=True)):
-        quantity[k, _QUANTITY_OF[presented if counts == "unclear" else counts]] = 1.0
-    failed, reports = [], []
-    for j in range(ds.sizes["evidence"]):
-        strength = str(ds.evidence_strength.values[j])
-        if strength:
-            mapping = spec.evidence_strength[strength]
-            failed.append(mapping.failed)
-            reports.append(mapping.reports)
-        else:
-            failed.append(int(ds.evidence_failed.values[j]))
-            reports.append(int(ds.evidence_failed.values[j] + ds.evidence_succeeded.values[j]))
-    channel_of = np.zeros((ds.sizes["evidence"], ds.sizes["channel"]))
-    for j, ch in enumerate(ds.evidence_channel.values):
-        channel_of[j, list(ds.channel.values).index(ch)] = 1.0
-    return {
-        "open_hours": open_hours,
-        "open_day_index": open_index,
-        "claim_exposure": ds.claim_exposure.values.astype(float),
-        "claim_value": values,
-        "claim_rounding": ds.claim_rounding.values.astype(float),
-        "claim_quantity": quantity,
-        "evidence_failed": np.asarray(failed, dtype=np.int64),
-        "evidence_reports": np.asarray(reports, dtype=np.int64),
-        "evidence_channel": channel_of,
-    }
-
-
-def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
-    """What fixes the model's graph: lines per channel, unclear claims, the spec's switches."""
-    mixture = spec.structure["unclear_claims"] == "mixture"
-    return {
-        "servers": tuple(int(s) for s in ds.servers.values),
-        "unclear": tuple(bool(mixture and c == "unclear") for c in ds.claim_counts.values),
-        "demand": spec.structure["demand"],
-        "honest_claims": bool(spec.structure["honest_claims"]),
-        "has_evidence": ds.sizes["evidence"] > 0,
-    }
 
 
 def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
