@@ -142,7 +142,7 @@ class Fitter:
 
     def fit(self, case: Case | xr.Dataset | None = None, *, draws: int = 2000, tune: int = 1000,
             chains: int = 4, seed: int = 0, cores: int | None = None,
-            target_accept: float = 0.95, progress: bool = False) -> xr.DataTree:
+            target_accept: float = 0.9, progress: bool = False) -> xr.DataTree:
         """Sample the posterior for ``case`` (default: the case the model was built from).
 
         Parameters
@@ -155,7 +155,9 @@ class Fitter:
         cores
             Chains run in parallel on this many cores (default: all, at most ``chains``).
         target_accept
-            NUTS target acceptance; 0.95 because the claims' mixture has a narrow honest component.
+            NUTS target acceptance. 0.9 (nutpie's default is 0.8): with the claim-noise prior kept
+            away from zero it gave no divergences on the KSS case and simulated campaigns, and 30%
+            fewer leapfrog steps than 0.95; the gate catches a case where it is not enough.
         progress
             Show the sampler's progress bar.
         """
@@ -303,7 +305,7 @@ class Fitter:
 
 
 def fit(model: pm.Model, *, draws: int = 2000, tune: int = 1000, chains: int = 4, seed: int = 0,
-        cores: int | None = None, sampler: str = "nutpie", target_accept: float = 0.95,
+        cores: int | None = None, sampler: str = "nutpie", target_accept: float = 0.9,
         progress: bool = False) -> xr.DataTree:
     """Compile and sample ``model`` once: ``Fitter(model, sampler).fit(...)``.
 
