@@ -1,0 +1,301 @@
+"""Calibration: simulation-based calibration (SBC) and coverage on simulated campaigns.
+
+SBC (Talts et al. 2018; Modrak et al. 2023): draw parameters from the prior, simulate a campaign
+(:func:`truecount.simulate.simulate`), fit it, and record the rank of each true value among
+``thin`` evenly spaced posterior draws. If the model and its inference are calibrated, ranks are
+uniform on ``0..thin``; :func:`uniformity` tests that per quantity with a chi-square test and
+simultaneous ECDF bands. The coverage study fits campaigns from the independent discrete-event
+simulator (:mod:`truecount.des`) and counts how often the 50/80/90/95% equal-tailed intervals of
+true enrolments contain the truth.
+
+Simulations run on Dask distributed (:func:`calibrate`): a local cluster of ``workers`` processes,
+or an existing cluster by address. Each worker compiles the model once (:func:`_fitter`, a
+per-process cache) and reuses it for every simulation it is given; results are appended to
+``results.jsonl`` as they arrive, so an interrupted run resumes where it stopped and a worker that
+dies loses only its simulations in flight, which Dask retries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from truecount.case import load_case
+from truecount.spec import load_spec
+
+#: Quantities whose SBC ranks are recorded (per channel where the parameter is).
+MONITORED = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention",
+             "enrol_share", "claim_noise", "honest_probability", "counts_attempts_probability",
+             "report_bias_odds", "true_enrolments_total")
+MASSES = (0.5, 0.8, 0.9, 0.95)
+RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every simulation of a calibration run shares."""
+
+    case: str
+    spec: str = "baseline"
+    readings: tuple[str, ...] = ()
+    simulator: str = "sbc"  # "sbc" (our own forward model) or "des" (discrete-event call centre)
+    draws: int = 500
+    tune: int = 500
+    chains: int = 4
+    cores: int = 1
+    thin: int = 99
+    seed: int = 0
+    shrink: float = 1.0  # < 1 narrows every posterior around its mean: a deliberately bad model
+
+    def key(self) -> tuple[str, str, tuple[str, ...]]:
+        """What fixes the compiled model."""
+        return (self.case, self.spec, self.readings)
+
+
+_FITTERS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+
+def _fitter(job: Job) -> Any:
+    """The compiled model of ``job``, built once per process (each Dask worker keeps its own)."""
+    from truecount.inference import Fitter
+
+    key = job.key()
+    if key not in _FITTERS:
+        case = load_case(job.case, job.readings)
+        _FITTERS[key] = Fitter.for_case(case, load_spec(job.spec))
+        _FITTERS[key].compile()
+    return _FITTERS[key]
+
+
+def run_one(job: Job, index: int) -> dict[str, Any]:
+    """Simulate campaign ``index`` of ``job``, fit it, and return ranks, intervals and checks."""
+    from truecount.diagnostics import gate
+
+    start = time.perf_counter()
+    fitter = _fitter(job)
+    case = load_case(job.case, job.readings)
+    rng = np.random.default_rng([job.seed, index])
+    if job.simulator == "des":
+        from truecount.des import des_campaign
+
+        sim = des_campaign(case, fitter.spec, rng)
+    else:
+        from truecount.simulate import simulate
+
+        sim = simulate(case, fitter.spec, rng)
+    tree = fitter.fit(sim.case, draws=job.draws, tune=job.tune, chains=job.chains,
+                      cores=job.cores, seed=int(rng.integers(2**31)))
+    post = tree["posterior"].to_dataset()
+    ranks: dict[str, int] = {}
+    truth: dict[str, float] = {}
+    for name in MONITORED:
+        if name not in post or name not in sim.truth:
+            continue
+        da = post[name]
+        true = np.atleast_1d(np.asarray(sim.truth[name], dtype=float))
+        flat = da.values.reshape(da.sizes["chain"] * da.sizes["draw"], -1)
+        labels = ([name] if flat.shape[1] == 1 and "channel" not in da.dims
+                  else [f"{name}[{c}]" for c in post["channel"].values])
+        for j, label in enumerate(labels):
+            draws = flat[:, j]
+            if job.shrink != 1.0:
+                draws = draws.mean() + job.shrink * (draws - draws.mean())
+            ranks[label] = sbc_rank(draws, float(true[j]), job.thin, rng)
+            truth[label] = float(true[j])
+    total = post["true_enrolments_total"].values.ravel()
+    y = float(sim.truth["true_enrolments_total"])
+    intervals = {}
+    for mass in MASSES:
+        lo, hi = np.quantile(total, [(1 - mass) / 2, (1 + mass) / 2])
+        intervals[f"{mass:g}"] = {"lower": float(lo), "upper": float(hi),
+                                  "covered": bool(lo <= y <= hi)}
+    verdict = gate(tree)
+    return {"index": index, "ranks": ranks, "truth": truth, "intervals": intervals,
+            "true_enrolments_total": y, "divergences": verdict.divergences,
+            "gate_passed": verdict.passed, "seconds": time.perf_counter() - start}
+
+
+def sbc_rank(draws: np.ndarray, truth: float, thin: int, rng: np.random.Generator) -> int:
+    """Rank of ``truth`` among ``thin`` evenly spaced draws, 0..thin; ties broken at random."""
+    picked = np.asarray(draws)[np.linspace(0, len(draws) - 1, thin).round().astype(int)]
+    below = int(np.sum(picked < truth))
+    ties = int(np.sum(picked == truth))
+    return below + (int(rng.integers(ties + 1)) if ties else 0)
+
+
+def calibrate(job: Job, sims: int, out: Path, workers: int = 2, scheduler: str | None = None,
+              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run ``sims`` simulations of ``job`` (resuming ``out/results.jsonl``); return all results.
+
+    ``workers == 1`` without a scheduler runs in this process; otherwise on Dask: a local cluster
+    of ``workers`` single-threaded processes, or the cluster at ``scheduler``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "job.json").write_text(json.dumps(asdict(job), indent=2) + "\n", encoding="utf-8")
+    path = out / RESULTS
+    done = _read(path)
+    todo = [i for i in range(sims) if i not in {r["index"] for r in done}]
+    say = progress or (lambda text: None)
+    if done:
+        say(f"resuming: {len(done)} of {sims} simulations already in {path}")
+    start = time.perf_counter()
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a", encoding="utf-8") as sink:  # end a line cut by an interruption
+            sink.write("\n")
+    with path.open("a", encoding="utf-8") as sink:
+        def record(result: dict[str, Any], finished: int) -> None:
+            sink.write(json.dumps(result) + "\n")
+            sink.flush()
+            elapsed = time.perf_counter() - start
+            left = elapsed / finished * (len(todo) - finished)
+            say(f"{len(done) + finished}/{sims} simulations, {elapsed:.0f} s elapsed, "
+                f"about {left:.0f} s left")
+
+        if workers == 1 and scheduler is None:
+            for n, index in enumerate(todo, 1):
+                record(run_one(job, index), n)
+        elif todo:
+            from dask.distributed import Client, LocalCluster, as_completed
+
+            cluster = None if scheduler else LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            with Client(scheduler or cluster) as client:
+                futures = client.map(run_one, [job] * len(todo), todo, pure=False, retries=2)
+                for n, future in enumerate(as_completed(futures), 1):
+                    record(future.result(), n)
+            if cluster is not None:
+                cluster.close()
+    return sorted(_read(path), key=lambda r: r["index"])
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    results = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by an interruption: that simulation reruns
+            continue
+    return results
+
+
+@dataclass(frozen=True)
+class Uniformity:
+    """SBC verdict for one quantity: chi-square p-value and whether the ECDF leaves its band."""
+
+    quantity: str
+    n: int
+    chi2_p: float
+    outside_band: bool
+
+    @property
+    def uniform(self) -> bool:
+        """No evidence against uniform ranks at the 1% level, ECDF inside its 99% band."""
+        return self.chi2_p >= 0.01 and not self.outside_band
+
+
+def uniformity(results: list[dict[str, Any]], thin: int, bins: int = 20,
+               rng: np.random.Generator | None = None) -> list[Uniformity]:
+    """Test each monitored quantity's ranks for uniformity on ``0..thin``."""
+    rng = rng or np.random.default_rng(0)
+    names = sorted({k for r in results for k in r["ranks"]})
+    out = []
+    for name in names:
+        ranks = np.array([r["ranks"][name] for r in results if name in r["ranks"]])
+        counts, _ = np.histogram(ranks, bins=bins, range=(-0.5, thin + 0.5))
+        p = float(stats.chisquare(counts).pvalue)
+        out.append(Uniformity(name, len(ranks), p, bool(ecdf_outside_band(ranks, thin, rng))))
+    return out
+
+
+def ecdf_band(n: int, thin: int, rng: np.random.Generator, level: float = 0.99,
+              reps: int = 2000) -> float:
+    """Half-width of a simultaneous band for ECDF(rank/(thin+1)) - uniform, by simulation."""
+    grid = (np.arange(thin + 1) + 1) / (thin + 1)
+    sims = rng.integers(0, thin + 1, size=(reps, n))
+    ecdf = (sims[..., None] < np.arange(1, thin + 2)).mean(axis=1)
+    return float(np.quantile(np.abs(ecdf - grid).max(axis=1), level))
+
+
+def ecdf_outside_band(ranks: np.ndarray, thin: int, rng: np.random.Generator) -> bool:
+    """Whether the ranks' ECDF leaves the simultaneous 99% band around the uniform one."""
+    grid = (np.arange(thin + 1) + 1) / (thin + 1)
+    ecdf = (ranks[:, None] < np.arange(1, thin + 2)).mean(axis=0)
+    return bool(np.abs(ecdf - grid).max() > ecdf_band(len(ranks), thin, rng))
+
+
+def coverage(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Share of campaigns whose interval of true enrolments holds the truth, per mass."""
+    rows = []
+    for mass in MASSES:
+        key = f"{mass:g}"
+        hits = np.array([r["intervals"][key]["covered"] for r in results])
+        widths = np.array([r["intervals"][key]["upper"] - r["intervals"][key]["lower"]
+                           for r in results])
+        n, k = len(hits), int(hits.sum())
+        lo, hi = stats.binomtest(k, n).proportion_ci(0.95) if n else (np.nan, np.nan)
+        rows.append({"mass": mass, "n": n, "covered": k, "rate": k / n if n else np.nan,
+                     "ci_low": float(lo), "ci_high": float(hi),
+                     "median_width": float(np.median(widths)) if n else np.nan})
+    return rows
+
+
+def write_outputs(out: Path, job: Job, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``sbc.csv``, ``coverage.csv``, ``summary.json`` and the rank figures into ``out``."""
+    import pandas as pd
+
+    from truecount.figures import figure_png
+
+    checks = uniformity(results, job.thin)
+    table = pd.DataFrame([{**asdict(u), "uniform": u.uniform} for u in checks])
+    table.to_csv(out / "sbc.csv", index=False)
+    cover = coverage(results)
+    pd.DataFrame(cover).to_csv(out / "coverage.csv", index=False)
+    (out / "ranks.png").write_bytes(figure_png(rank_figure(results, job.thin)))
+    summary = {
+        "job": asdict(job), "simulations": len(results),
+        "all_uniform": all(u.uniform for u in checks),
+        "not_uniform": [u.quantity for u in checks if not u.uniform],
+        "coverage": cover,
+        "gate_failures": sum(not r["gate_passed"] for r in results),
+        "divergent_fits": sum(r["divergences"] > 0 for r in results),
+        "median_seconds_per_simulation": float(np.median([r["seconds"] for r in results])),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def rank_figure(results: list[dict[str, Any]], thin: int) -> Any:
+    """Rank histograms and ECDF differences with a simultaneous 99% band, one row per quantity."""
+    from matplotlib.figure import Figure
+
+    names = sorted({k for r in results for k in r["ranks"]})
+    fig = Figure(figsize=(8.2, 1.9 * len(names) + 0.6), layout="constrained")
+    axes = fig.subplots(len(names), 2, squeeze=False)
+    rng = np.random.default_rng(0)
+    grid = (np.arange(thin + 1) + 1) / (thin + 1)
+    for (hist_ax, ecdf_ax), name in zip(axes, names, strict=True):
+        ranks = np.array([r["ranks"][name] for r in results if name in r["ranks"]])
+        bins = min(20, thin + 1)
+        hist_ax.hist(ranks, bins=bins, range=(-0.5, thin + 0.5), color="#4477aa")
+        expected = len(ranks) / bins
+        band = stats.binom.ppf([0.005, 0.995], len(ranks), 1 / bins)
+        hist_ax.axhspan(band[0], band[1], color="0.85", zorder=0)
+        hist_ax.axhline(expected, color="0.4", linewidth=0.8)
+        hist_ax.set_title(f"{name}: rank histogram", fontsize=9)
+        ecdf = (ranks[:, None] < np.arange(1, thin + 2)).mean(axis=0)
+        width = ecdf_band(len(ranks), thin, rng)
+        ecdf_ax.fill_between(grid, -width, width, color="0.85")
+        ecdf_ax.plot(grid, ecdf - grid, color="#4477aa")
+        ecdf_ax.axhline(0, color="0.4", linewidth=0.8)
+        ecdf_ax.set_title(f"{name}: ECDF - uniform (99% band)", fontsize=9)
+    fig.suptitle(f"Simulation-based calibration: {len(results)} simulations, ranks 0-{thin}")
+    return fig
