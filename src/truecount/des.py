@@ -79,6 +79,7 @@ from truecount.forward import (
     draw_parameters,
     model_inputs,
     model_structure,
+    significant_rounding,
 )
 from truecount.simulate import Simulated
 from truecount.spec import Spec
@@ -374,7 +375,8 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     sigma_u = float(spec.priors["log_inflation"].params["sigma"])
     values, honest, counted = claims_from_funnel(
         funnel, model_inputs(ds, spec)["claim_quantity"], np.asarray(structure["unclear"], bool),
-        ds.claim_rounding.values, params, sigma_u, structure["honest_claims"], rng)
+        None, params, sigma_u, structure["honest_claims"], rng)
+    units = significant_rounding(values)  # published figures keep two significant digits
 
     # -- evidence: reports from callers, biased towards those who never got through --------------
     bias = float(np.asarray(params.get("report_bias_odds", 1.0), float))
@@ -390,8 +392,8 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
             failed = int(failed_callers[chosen].sum())
         evidence.append(dataclasses.replace(item, failed=failed, succeeded=n - failed, strength=None))
 
-    claims = tuple(dataclasses.replace(c, value=int(v))
-                   for c, v in zip(case.claims, values, strict=True))
+    claims = tuple(dataclasses.replace(c, value=int(v), rounding=int(u))
+                   for c, v, u in zip(case.claims, values, units, strict=True))
     digest = hashlib.sha256(repr((
         "des", case.sha256, values.tolist(), [(e.failed, e.succeeded) for e in evidence],
     )).encode()).hexdigest()

@@ -213,8 +213,14 @@ def realize_counts(expected: np.ndarray, exposure: np.ndarray,
     return counts, thinned.sum(axis=(-1, -2))
 
 
+def significant_rounding(raw: np.ndarray, digits: int = 2) -> np.ndarray:
+    """The rounding unit that leaves ``digits`` significant figures (23,456 -> 1,000 for 2)."""
+    raw = np.maximum(np.asarray(raw, dtype=float), 1.0)
+    return np.asarray(10.0 ** np.maximum(np.floor(np.log10(raw)) - (digits - 1), 0.0))
+
+
 def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.ndarray,
-                       rounding: np.ndarray, params: dict[str, Any], sigma_u: float,
+                       rounding: np.ndarray | None, params: dict[str, Any], sigma_u: float,
                        honest_claims: bool, rng: np.random.Generator,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Published values of claims, given the funnel quantities ``(..., claim, quantity)`` at their dates.
@@ -222,7 +228,12 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
     Draws what each claim counts (the stated quantity, or call attempts with probability
     ``counts_attempts_probability`` where unclear), whether it is honest (probability
     ``honest_probability``), its inflation (half-normal on the log scale, scale ``sigma_u``) and
-    imprecision, and rounds it to the claim's precision (at least one unit of it).
+    imprecision, and rounds it to the claim's precision (at least one unit of it). With
+    ``rounding=None`` each value keeps two significant figures instead, as published figures do
+    (23,000; 4,900; 370): the simulators use that, since a fixed unit of 1,000 would turn a
+    campaign of 300 enrolments into a claim of 1,000 that the model's rounding term (Sheppard's
+    variance, for units small against the value) does not describe. Call
+    :func:`significant_rounding` on the values for the units.
     """
     shape = funnel.shape[:-1]
     primary = np.broadcast_to(np.argmax(quantity, axis=-1), shape)
@@ -237,7 +248,8 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
     inflation = np.where(honest, 0.0, np.abs(rng.normal(0.0, sigma_u, shape)))
     noise = rng.normal(0.0, 1.0, shape) * np.asarray(params["claim_noise"], float)[..., None]
     raw = np.maximum(base, 0.5) * np.exp(inflation + noise)
-    values = np.maximum(np.round(raw / rounding) * rounding, rounding)
+    unit = significant_rounding(raw) if rounding is None else rounding
+    values = np.maximum(np.round(raw / unit) * unit, unit)
     return values, honest, counted
 
 

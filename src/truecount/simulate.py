@@ -30,6 +30,7 @@ from truecount.forward import (
     model_structure,
     realize_counts,
     reported_failure,
+    significant_rounding,
 )
 from truecount.spec import Spec
 
@@ -67,11 +68,12 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     sigma_u = spec.priors["log_inflation"].params["sigma"]
     det = deterministics(inputs, structure, params, sigma_u)
     counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"], rng)
-    funnel = det["funnel_at_claim"].copy()
-    funnel[..., 0] = at_claim  # a claim of registrations counts the realised people
+    # As the model assumes, a claim reports the expected funnel quantity at its date (the model
+    # conditions on it; the Poisson count is drawn around it), rounded to two figures.
     values, honest, counted = claims_from_funnel(
-        funnel, inputs["claim_quantity"], np.asarray(structure["unclear"]),
-        inputs["claim_rounding"], params, sigma_u, structure["honest_claims"], rng)
+        det["funnel_at_claim"], inputs["claim_quantity"], np.asarray(structure["unclear"]),
+        None, params, sigma_u, structure["honest_claims"], rng)
+    units = significant_rounding(values)
     p_report = reported_failure(det["failed_share"], params)
     evidence = []
     for j, item in enumerate(case.evidence):
@@ -80,8 +82,8 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
         failed = int(rng.binomial(n, p_report[channel]))
         evidence.append(dataclasses.replace(item, failed=failed, succeeded=n - failed,
                                             strength=None))
-    claims = tuple(dataclasses.replace(c, value=int(v)) for c, v in zip(case.claims, values,
-                                                                            strict=True))
+    claims = tuple(dataclasses.replace(c, value=int(v), rounding=int(u))
+                   for c, v, u in zip(case.claims, values, units, strict=True))
     digest = hashlib.sha256(repr((case.sha256, values.tolist(), [e.failed for e in evidence]))
                             .encode()).hexdigest()
     simulated = dataclasses.replace(case, claims=claims, evidence=tuple(evidence), sha256=digest)
