@@ -52,6 +52,7 @@ class Job:
     cores: int = 1
     thin: int = 99
     seed: int = 0
+    target_accept: float = 0.95
     shrink: float = 1.0  # < 1 narrows every posterior around its mean: a deliberately bad model
 
     def key(self) -> tuple[str, str, tuple[str, ...]]:
@@ -91,7 +92,8 @@ def run_one(job: Job, index: int) -> dict[str, Any]:
 
         sim = simulate(case, fitter.spec, rng)
     tree = fitter.fit(sim.case, draws=job.draws, tune=job.tune, chains=job.chains,
-                      cores=job.cores, seed=int(rng.integers(2**31)))
+                      cores=job.cores, seed=int(rng.integers(2**31)),
+                      target_accept=job.target_accept)
     post = tree["posterior"].to_dataset()
     ranks: dict[str, int] = {}
     truth: dict[str, float] = {}
