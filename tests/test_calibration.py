@@ -60,6 +60,18 @@ def test_dask_two_workers_give_the_ranks_of_one_worker_and_resume(kss_path, tmp_
     serial = calibrate(job, 4, tmp_path / "serial", workers=1)
     parallel = calibrate(job, 4, tmp_path / "dask", workers=2)
     assert [r["ranks"] for r in serial] == [r["ranks"] for r in parallel]
+    written = sorted((tmp_path / "serial" / "cases").glob("sbc-*.toml"))
+    assert len(written) == 4
+    from truecount.case import load_case
+    from truecount.errors import InputError
+    loaded = 0
+    for path in written:
+        try:
+            load_case(path)
+            loaded += 1
+        except InputError as exc:  # only a simulated cumulative claim that fell is refused
+            assert "Cumulative claims cannot fall" in str(exc)
+    assert loaded >= 1
     # Resume: a run cut after two results completes the other two and keeps the first two.
     lines = (tmp_path / "serial" / "results.jsonl").read_text(encoding="utf-8").splitlines()
     (tmp_path / "cut").mkdir()

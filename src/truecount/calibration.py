@@ -12,7 +12,8 @@ Simulations run on Dask distributed (:func:`calibrate`): a local cluster of ``wo
 or an existing cluster by address. Each worker compiles the model once (:func:`_fitter`, a
 per-process cache) and reuses it for every simulation it is given; results are appended to
 ``results.jsonl`` as they arrive, so an interrupted run resumes where it stopped and a worker that
-dies loses only its simulations in flight, which Dask retries.
+dies loses only its simulations in flight, which Dask retries. Each simulated campaign is also
+written as a case file, ``cases/SIMULATOR-INDEX.toml``.
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ def run_one(job: Job, index: int) -> dict[str, Any]:
         intervals[f"{mass:g}"] = {"lower": float(lo), "upper": float(hi),
                                   "covered": bool(lo <= y <= hi)}
     verdict = gate(tree)
-    return {"index": index, "ranks": ranks, "truth": truth, "intervals": intervals,
+    from truecount.des import case_to_toml
+
+    return {"index": index, "case_toml": case_to_toml(sim.case), "ranks": ranks, "truth": truth,
+            "intervals": intervals,
             "true_enrolments_total": y, "divergences": verdict.divergences,
             "gate_passed": verdict.passed, "seconds": time.perf_counter() - start}
 
@@ -152,7 +156,16 @@ def calibrate(job: Job, sims: int, out: Path, workers: int = 2, scheduler: str |
         with path.open("a", encoding="utf-8") as sink:  # end a line cut by an interruption
             sink.write("\n")
     with path.open("a", encoding="utf-8") as sink:
+        cases = out / "cases"
+        cases.mkdir(exist_ok=True)
+
         def record(result: dict[str, Any], finished: int) -> None:
+            # The simulated campaign as a case file (a later cumulative claim can fall below an
+            # earlier one through the claims' noise; load_case refuses such a file, by design).
+            text = result.pop("case_toml", None)
+            if text is not None:
+                (cases / f"{job.simulator}-{result['index']:05d}.toml").write_text(
+                    text, encoding="utf-8")
             sink.write(json.dumps(result) + "\n")
             sink.flush()
             elapsed = time.perf_counter() - start
