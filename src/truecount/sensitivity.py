@@ -182,7 +182,8 @@ def forest_plot(rows: list[Row], stamp: str | None = None) -> Any:
     for value in (c["value"] for c in rows[0].claims.values()):
         axes[0].axvline(value, color="0.5", linestyle=":", linewidth=1)
     mass = rows[0].true_enrolments.mass
-    fig.suptitle(f"Sensitivity: medians and {mass:.0%} intervals (dotted: the claims)"
+    fig.suptitle(f"Sensitivity: medians and {mass:.0%} intervals (dotted: the claims; red: failed "
+                 "the diagnostics gate, do not quote)"
                  + (f"\n{stamp}" if stamp else ""), fontsize=10)
     return fig
 
