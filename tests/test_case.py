@@ -19,6 +19,7 @@ def test_kss_case_encodes_the_article(kss_path):
     assert [(c.id, c.value, c.rounding, c.counts) for c in case.claims] == [
         ("utv_23000", 23_000, 1000, "unclear"), ("final_49000", 49_000, 1000, "unclear")]
     assert case.claims[0].time == dt.datetime(2021, 11, 22, tzinfo=case.tz)  # end of 21 Nov
+    assert case.claims[0].when == "2021-11-21 (end of day)"
     assert [e.strength for e in case.evidence] == ["many"]
     assert {s.value for s in case.statements} == {3500, 28}
     assert case.announced == dt.date(2021, 11, 19)
@@ -85,6 +86,7 @@ def test_claim_with_a_time_counts_part_of_the_day(tmp_path, kss_path):
     ds = load_case(path).to_dataset()
     # Open from 09:00: 5.5 of 11 hours had passed at 14:30 local time.
     assert ds.claim_exposure.sel(claim="utv_23000").sum().item() == pytest.approx(0.5)
+    assert load_case(path).claims[0].when == "2021-11-21 14:30"
     assert ds.claim_time.sel(claim="utv_23000").values == np.datetime64("2021-11-21T11:30:00")
 
 

@@ -100,9 +100,8 @@ def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> Capac
             c.servers * sum(c.open_hours_before(d, claim.time, tz) for d in c.days)
             for c in case.channels
         )
-        when = (f"{claim.day} (end)"
-                if claim.time_given == "date" else f"{claim.time:%Y-%m-%d %H:%M}")
-        claims.append(_claim_bound(claim.id, claim.value, when, before, per_day, handle_time))
+        claims.append(_claim_bound(claim.id, claim.value, claim.when, before, per_day,
+                                   handle_time))
     statements = [
         {"id": s.id, "value": s.value, "unit": s.unit, "about": s.about, "source": s.cited.source}
         for s in case.statements

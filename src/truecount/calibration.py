@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from truecount.case import load_case
+from truecount.case import Case, load_case
 from truecount.spec import load_spec
 
 #: Quantities whose SBC ranks are recorded (per channel where the parameter is).
@@ -61,18 +61,19 @@ class Job:
         return (self.case, self.spec, self.readings)
 
 
-_FITTERS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+_FITTERS: dict[tuple[str, str, tuple[str, ...]], tuple[Any, Case]] = {}
 
 
-def _fitter(job: Job) -> Any:
-    """The compiled model of ``job``, built once per process (each Dask worker keeps its own)."""
+def _fitter(job: Job) -> tuple[Any, Case]:
+    """The compiled model and case of ``job``, built once per process (each Dask worker keeps its own)."""
     from truecount.inference import Fitter
 
     key = job.key()
     if key not in _FITTERS:
         case = load_case(job.case, job.readings)
-        _FITTERS[key] = Fitter.for_case(case, load_spec(job.spec))
-        _FITTERS[key].compile()
+        fitter = Fitter.for_case(case, load_spec(job.spec))
+        fitter.compile()
+        _FITTERS[key] = (fitter, case)
     return _FITTERS[key]
 
 
@@ -81,8 +82,7 @@ def run_one(job: Job, index: int) -> dict[str, Any]:
     from truecount.diagnostics import gate
 
     start = time.perf_counter()
-    fitter = _fitter(job)
-    case = load_case(job.case, job.readings)
+    fitter, case = _fitter(job)
     rng = np.random.default_rng([job.seed, index])
     if job.simulator == "des":
         from truecount.des import des_campaign

@@ -143,6 +143,13 @@ class Claim:
         """The local calendar day of the claim (a date-only claim's ``time`` is the next midnight)."""
         return (self.time - dt.timedelta(microseconds=1)).date()
 
+    @property
+    def when(self) -> str:
+        """``"2021-11-21 (end of day)"`` for a date-only claim, ``"2021-11-21 14:30"`` otherwise."""
+        if self.time_given == "date":
+            return f"{self.day} (end of day)"
+        return f"{self.time:%Y-%m-%d %H:%M}"
+
 
 @dataclass(frozen=True)
 class Evidence:

@@ -361,8 +361,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     tree = fit(model, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
                progress=progress)
     verdict = gate(tree)
-    dates = {c.id: f"{c.day}" + (" (end of day)" if c.time_given == "date" else
-                                 f" {c.time:%H:%M}") for c in case.claims}
+    dates = {c.id: c.when for c in case.claims}
     options = _options(args)
     summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
                         thresholds=options.thresholds)

@@ -29,6 +29,7 @@ import xarray as xr
 from truecount.case import Case
 from truecount.errors import TruecountError
 from truecount.forward import (
+    CHANNEL_PARAMETERS,
     QUANTITIES,
     claims_from_funnel,
     deterministics,
@@ -218,9 +219,7 @@ class Fitter:
                 params[name] = np.asarray(getattr(value, "values", value), dtype=float)
             elif prior.dist == "Fixed":
                 n = len(self.coords["channel"])
-                per_channel = name in ("handle_time", "attended_share", "peak_attempts_per_hour",
-                                       "daily_retention", "enrol_share")
-                full = (*shape, n) if per_channel else shape
+                full = (*shape, n) if name in CHANNEL_PARAMETERS else shape
                 params[name] = np.full(full, prior.params["value"])
         return params
 

@@ -73,8 +73,7 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
     """
     verdict = verdict or gate(tree)
     table = quantity_table(tree, verdict, options.masses)
-    dates = {c.id: str(c.day) + (" (end of day)" if c.time_given == "date" else f" {c.time:%H:%M}")
-             for c in case.claims}
+    dates = {c.id: c.when for c in case.claims}
     summary = summarize(tree, verdict, table, mass=options.mass, kind=options.kind,
                         claim_dates=dates, thresholds=options.thresholds)
     stamp = summary.stamp
