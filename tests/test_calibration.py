@@ -49,7 +49,7 @@ def test_quick_sbc_passes_and_a_too_narrow_posterior_fails(kss_path, tmp_path):
     good = calibrate(job, 40, tmp_path / "good", workers=1)
     assert all(u.uniform for u in uniformity(good, job.thin)), uniformity(good, job.thin)
     # The same simulations with every posterior shrunk to a fifth of its width: overconfident.
-    bad = [run_one(Job(**{**job.__dict__, "shrink": 0.2}), i) for i in range(40)]
+    bad = [run_one((Job(**{**job.__dict__, "shrink": 0.2}), i)) for i in range(40)]
     failed = [u.quantity for u in uniformity(bad, job.thin) if not u.uniform]
     assert "handle_time[kss_phones]" in failed and "true_enrolments_total" in failed
 

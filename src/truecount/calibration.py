@@ -9,11 +9,12 @@ simulator (:mod:`truecount.des`) and counts how often the 50/80/90/95% equal-tai
 true enrolments contain the truth.
 
 Simulations run on Dask distributed (:func:`calibrate`): a local cluster of ``workers`` processes,
-or an existing cluster by address. Each worker compiles the model once (:func:`_fitter`, a
-per-process cache) and reuses it for every simulation it is given; results are appended to
-``results.jsonl`` as they arrive, so an interrupted run resumes where it stopped and a worker that
-dies loses only its simulations in flight, which Dask retries. Each simulated campaign is also
-written as a case file, ``cases/SIMULATOR-INDEX.toml``.
+or an existing cluster by address (:func:`truecount.runner.run_tasks`). Each worker compiles the
+model once (:func:`truecount.runner.compiled`, a per-process cache) and reuses it for every
+simulation it is given; results are appended to ``results.jsonl`` as they arrive, so an interrupted
+run resumes where it stopped and a worker that dies loses only its simulations in flight, which
+Dask retries. Each simulated campaign is also written as a case file,
+``cases/SIMULATOR-INDEX.toml``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from truecount.case import Case, load_case
-from truecount.spec import load_spec
+from truecount.runner import compiled, run_tasks
 
 #: Quantities whose SBC ranks are recorded (per channel where the parameter is).
 MONITORED = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention",
@@ -61,28 +61,13 @@ class Job:
         return (self.case, self.spec, self.readings)
 
 
-_FITTERS: dict[tuple[str, str, tuple[str, ...]], tuple[Any, Case]] = {}
-
-
-def _fitter(job: Job) -> tuple[Any, Case]:
-    """The compiled model and case of ``job``, built once per process (each Dask worker keeps its own)."""
-    from truecount.inference import Fitter
-
-    key = job.key()
-    if key not in _FITTERS:
-        case = load_case(job.case, job.readings)
-        fitter = Fitter.for_case(case, load_spec(job.spec))
-        fitter.compile()
-        _FITTERS[key] = (fitter, case)
-    return _FITTERS[key]
-
-
-def run_one(job: Job, index: int) -> dict[str, Any]:
+def run_one(task: tuple[Job, int]) -> dict[str, Any]:
     """Simulate campaign ``index`` of ``job``, fit it, and return ranks, intervals and checks."""
+    job, index = task
     from truecount.diagnostics import gate
 
     start = time.perf_counter()
-    fitter, case = _fitter(job)
+    fitter, case = compiled(job.case, job.spec, job.readings)
     rng = np.random.default_rng([job.seed, index])
     if job.simulator == "des":
         from truecount.des import des_campaign
@@ -173,20 +158,8 @@ def calibrate(job: Job, sims: int, out: Path, workers: int = 2, scheduler: str |
             say(f"{len(done) + finished}/{sims} simulations, {elapsed:.0f} s elapsed, "
                 f"about {left:.0f} s left")
 
-        if workers == 1 and scheduler is None:
-            for n, index in enumerate(todo, 1):
-                record(run_one(job, index), n)
-        elif todo:
-            from dask.distributed import Client, LocalCluster, as_completed
-
-            cluster = None if scheduler else LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-            with Client(scheduler or cluster) as client:
-                futures = client.map(run_one, [job] * len(todo), todo, pure=False, retries=2)
-                for n, future in enumerate(as_completed(futures), 1):
-                    record(future.result(), n)
-            if cluster is not None:
-                cluster.close()
+        run_tasks(run_one, [(job, index) for index in todo], workers=workers,
+                  scheduler=scheduler, on_result=record)
     return sorted(_read(path), key=lambda r: r["index"])
 
 

@@ -125,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep.add_argument("run_dir", help="run folder")
+    rep.add_argument("--sensitivity", metavar="DIR",
+                     help="add the alternatives of a `truecount sensitivity` folder to the report")
     _report_options(rep)
     rep.set_defaults(run=_run_report)
 
@@ -158,14 +160,18 @@ def _parser() -> argparse.ArgumentParser:
 
     sens = sub.add_parser(
         "sensitivity",
-        help="refit under alternative readings and specs, headlines side by side",
-        description="Fit the case under the baseline and each alternative (reading:NAME from "
-        "the case, spec:NAME_OR_PATH, or both joined with +), print the intervals of true "
-        "enrolments and of each claim's inflation side by side, and say whether any conclusion "
-        "changes. Writes sensitivity.csv, sensitivity.txt and forest.png to --out.",
+        help="refit under alternative readings, specs and priors, headlines side by side",
+        description="Fit the case under the baseline and each alternative, print the intervals "
+        "of true enrolments and of each claim's inflation side by side, and say whether any "
+        "conclusion changes. An alternative is reading:NAME (from the case), spec:NAME_OR_PATH, "
+        "prior:PARAMETER=LOWER-UPPER[@MASS] (90%% of the prior between LOWER and UPPER unless "
+        "@MASS), structure:SWITCH=VALUE, or several joined with +. Fits run on Dask (--workers "
+        "local processes, or the cluster at --scheduler), each worker compiling a model once per "
+        "spec. Writes sensitivity.json/.csv/.txt and forest.png to --out; `truecount report "
+        "RUN_DIR --sensitivity OUT` adds them to a report.",
         epilog="example:\n  truecount sensitivity data/kss_2021.toml --out results/sensitivity\n"
         "  truecount sensitivity data/kss_2021.toml --vary reading:round_the_clock+spec:"
-        "handle_time_wide",
+        "handle_time_wide --vary prior:handle_time=1-30 --vary structure:honest_claims=false",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sens.add_argument("case", help="case file (TOML)")
@@ -177,7 +183,11 @@ def _parser() -> argparse.ArgumentParser:
     sens.add_argument("--chains", type=_positive(int), default=4)
     sens.add_argument("--seed", type=int, default=0)
     sens.add_argument("--mass", type=_mass, default=0.9)
+    sens.add_argument("--workers", type=_positive(int), default=2,
+                      help="local Dask workers (default 2; 1 fits in this process)")
+    sens.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
     sens.add_argument("--out", metavar="DIR", help="folder (default results/sensitivity-CASE_ID)")
+    sens.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     sens.set_defaults(run=_run_sensitivity)
 
     cache = sub.add_parser(
@@ -231,44 +241,43 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _run_sensitivity(args: argparse.Namespace) -> int:
+    import tempfile
     from pathlib import Path
 
-    import pandas as pd
-
-    from truecount.figures import figure_png
+    from truecount.runs import check_writable
     from truecount.sensitivity import (
         DEFAULT_ALTERNATIVES,
         conclusions,
-        forest_plot,
-        parse_alternative,
+        plan,
         render,
         run_sensitivity,
-        table_rows,
+        write_outputs,
     )
-    from truecount.spec import load_spec
 
     case = load_case(args.case)
-    load_spec(args.spec)
     alternatives = tuple(args.vary) or DEFAULT_ALTERNATIVES
-    for alt in alternatives:  # bad alternatives fail here, before any fit
-        readings, spec = parse_alternative(alt, args.spec)
-        load_case(args.case, readings)
-        load_spec(spec)
     out = Path(args.out) if args.out else Path("results") / f"sensitivity-{case.id}"
-    from truecount.runs import check_writable
-
-    check_writable(out, force=False)
-    rows = run_sensitivity(args.case, args.spec, alternatives, draws=args.draws, tune=args.tune,
-                           chains=args.chains, seed=args.seed, mass=args.mass,
-                           progress=lambda text: print(f"truecount: {text}", file=sys.stderr))
-    text = render(rows) + "\n\n" + "\n".join(conclusions(rows))
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(table_rows(rows)).to_csv(out / "sensitivity.csv", index=False)
-    (out / "sensitivity.txt").write_text(text + "\n", encoding="utf-8")
-    (out / "forest.png").write_bytes(figure_png(forest_plot(rows)))
-    print(text)
-    print(f"\nwritten to {out}/")
-    return 0 if all(r.gate_passed for r in rows) else EXIT_UNCONVERGED
+    check_writable(out, force=args.force)
+    say = lambda text: print(f"truecount: {text}", file=sys.stderr)  # noqa: E731
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="truecount-specs-") as scratch:
+        specs = Path(scratch)
+        plan(args.case, args.spec, alternatives, specs / "check")  # bad input fails before any fit
+        rows = run_sensitivity(args.case, args.spec, alternatives, draws=args.draws,
+                               tune=args.tune, chains=args.chains, seed=args.seed,
+                               mass=args.mass, workers=args.workers, scheduler=args.scheduler,
+                               spec_dir=specs / "specs", progress=say)
+        failed = [r.name for r in rows if not r.gate_passed]
+        meta = {"case_file": str(Path(args.case).resolve()), "case_sha256": case.sha256,
+                "spec": args.spec, "alternatives": list(alternatives), "draws": args.draws,
+                "tune": args.tune, "chains": args.chains, "seed": args.seed, "mass": args.mass,
+                "seconds": round(time.perf_counter() - start, 1),
+                "command": ["truecount", *sys.argv[1:]]}
+        write_outputs(out, rows, meta, specs / "specs",
+                      stamp="UNCONVERGED fits in red: " + ", ".join(failed) if failed else None)
+    print(render(rows) + "\n\n" + "\n".join(conclusions(rows)))
+    print(f"\n{len(rows)} fits in {time.perf_counter() - start:.0f} s; written to {out}/")
+    return 0 if not failed else EXIT_UNCONVERGED
 
 
 def _run_cache(args: argparse.Namespace) -> int:
@@ -316,7 +325,18 @@ def _run_report(args: argparse.Namespace) -> int:
 
     folder = Path(args.run_dir)
     tree, case, spec, _ = load_run(folder)
-    written = write_report(folder, tree, case, spec, _options(args))
+    sensitivity = None
+    if args.sensitivity:
+        from truecount.sensitivity import load_outputs
+
+        sensitivity = load_outputs(Path(args.sensitivity))
+        rows, meta = sensitivity
+        if meta.get("case_sha256") != case.sha256 or rows[0].spec != spec.id:
+            raise InputError("--sensitivity", "", f"{args.sensitivity!r} (made from another case "
+                             "file or baseline spec than this run)",
+                             f"a sensitivity folder of {case.path.name} under spec {spec.id}",
+                             "Rerun `truecount sensitivity` on this run's case and spec.")
+    written = write_report(folder, tree, case, spec, _options(args), sensitivity=sensitivity)
     print(f"truecount: wrote {', '.join(str(p.relative_to(folder)) for p in written)} in "
           f"{folder}/")
     if tree.attrs.get("gate_passed") == 0:

@@ -10,8 +10,9 @@ quantities analysts quote (true counts, inflation factors, whether each claim wa
 
 :func:`fit` is the one-shot form: ``fit(model, draws=..., tune=..., chains=..., seed=...)``.
 
-Groups of the returned :class:`xarray.DataTree`: ``posterior``, ``sample_stats``, ``prior``,
-``prior_predictive``, ``posterior_predictive``, ``observed_data``, ``constant_data``; its attributes
+Groups of the returned :class:`xarray.DataTree`: ``posterior``, ``sample_stats``, ``log_prior``
+and ``log_likelihood`` (per draw, for power-scaling sensitivity), ``prior``, ``prior_predictive``,
+``posterior_predictive``, ``observed_data``, ``constant_data``; its attributes
 record the versions, the seed, the sampler settings, the hashes of the case and spec, and timings.
 """
 
@@ -239,6 +240,9 @@ class Fitter:
             draws_ds, predictive = self._derived(params, inputs, rng)
             groups[group] = draws_ds
             groups[f"{group}_predictive"] = predictive
+            if group == "posterior":
+                groups["log_prior"], groups["log_likelihood"] = self._log_densities(
+                    params, draws_ds, inputs)
         coords = self._coords()
         observed = xr.Dataset(
             {"claim_value": (("claim",), inputs["claim_value"])}
@@ -250,13 +254,42 @@ class Fitter:
         tree = xr.DataTree()
         tree["posterior"] = xr.DataTree(groups["posterior"])
         tree["sample_stats"] = trace["sample_stats"]
-        for name in ("prior", "prior_predictive", "posterior_predictive"):
+        for name in ("log_prior", "log_likelihood", "prior", "prior_predictive",
+                     "posterior_predictive"):
             tree[name] = xr.DataTree(groups[name])
         tree["observed_data"] = xr.DataTree(observed)
         tree["constant_data"] = xr.DataTree(constant)
         tree.attrs.update(self.info.attrs)
         tree.attrs.update(_versions())
         return tree
+
+    def _log_densities(self, params: dict[str, np.ndarray], draws_ds: xr.Dataset,
+                       inputs: dict[str, np.ndarray]) -> tuple[xr.Dataset, xr.Dataset]:
+        """Per-draw log prior of each sampled parameter and log likelihood of each claim and report.
+
+        What power-scaling sensitivity (``arviz_stats.psense``) reweights. The claims enter the
+        model as a Potential, which PyMC's ``compute_log_likelihood`` cannot see, so both groups
+        are computed here in NumPy (tested equal to PyMC's ``compute_log_prior`` and to the
+        model's own terms). The log prior is on the parameters' own scale (no Jacobian).
+        """
+        sd = SAMPLE_DIMS
+        coords = draws_ds.coords
+        prior = {}
+        for name in self.free:
+            value = params[name]
+            prior[name] = ((*sd, "channel") if value.ndim == 3 else sd,
+                           self.spec.priors[name].scipy().logpdf(value))
+        like: dict[str, Any] = {"claim_value": ((*sd, "claim"), draws_ds["claim_loglik"].values)}
+        if self.info.structure["has_evidence"]:
+            from scipy import stats
+
+            p = reported_failure(draws_ds["failed_share"].values, params)
+            p_evidence = np.clip(np.einsum("ec,...c->...e", inputs["evidence_channel"], p),
+                                 1e-12, 1.0 - 1e-12)  # as the model clips it
+            like["evidence_reports_failed"] = ((*sd, "evidence"), stats.binom.logpmf(
+                inputs["evidence_failed"], inputs["evidence_reports"], p_evidence))
+        keep = {k: v for k, v in coords.items() if k in (*sd, "channel", "claim", "evidence")}
+        return xr.Dataset(prior, coords=keep), xr.Dataset(like, coords=keep)
 
     def _coords(self) -> dict[str, np.ndarray]:
         coords = dict(self.coords)

@@ -66,10 +66,14 @@ Block = tuple[Any, ...]
 
 def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
                  options: ReportOptions = ReportOptions(),
-                 verdict: GateResult | None = None) -> list[Path]:
+                 verdict: GateResult | None = None,
+                 sensitivity: tuple[list[Any], dict[str, Any]] | None = None) -> list[Path]:
     """Write report.md, report.html, summary.csv, table.tex and figures/*.png into ``folder``.
 
     ``verdict`` defaults to :func:`truecount.diagnostics.gate` of ``tree`` with the standard limits.
+    ``sensitivity`` is the rows and settings of a ``truecount sensitivity`` folder
+    (:func:`truecount.sensitivity.load_outputs`); the report's sensitivity section always has the
+    power-scaling check of this fit, and the refits under alternatives when they are given.
     """
     verdict = verdict or gate(tree)
     table = quantity_table(tree, verdict, options.masses)
@@ -86,11 +90,15 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
         "predictive": figures.predictive_check(tree, stamp=stamp),
         "diagnostics": figures.diagnostics(tree, stamp=stamp),
     }
+    if sensitivity is not None:
+        from truecount.sensitivity import forest_plot
+
+        pngs["sensitivity"] = forest_plot(sensitivity[0], stamp=stamp)
     images: dict[str, bytes] = {}
     for name, fig in pngs.items():
         images[name] = figures.figure_png(fig)
         (fig_dir / f"{name}.png").write_bytes(images[name])
-    blocks = _blocks(tree, case, spec, summary, verdict, table, options)
+    blocks = _blocks(tree, case, spec, summary, verdict, table, options, sensitivity)
     written = [folder / REPORT_MD, folder / REPORT_HTML, folder / SUMMARY_CSV, folder / TABLE_TEX]
     written[0].write_text(render_markdown(blocks), encoding="utf-8")
     written[1].write_text(render_html(blocks, images, title=f"truecount report: {case.title}"),
@@ -104,7 +112,8 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
 
 
 def _blocks(tree: xr.DataTree, case: Case, spec: Spec, summary: Summary, verdict: GateResult,
-            table: pd.DataFrame, options: ReportOptions) -> list[Block]:
+            table: pd.DataFrame, options: ReportOptions,
+            sensitivity: tuple[list[Any], dict[str, Any]] | None = None) -> list[Block]:
     attrs = tree.attrs
     kind_name = INTERVAL_KINDS[options.kind]
     b: list[Block] = [("h", 1, f"truecount report: {case.title}")]
@@ -156,12 +165,8 @@ def _blocks(tree: xr.DataTree, case: Case, spec: Spec, summary: Summary, verdict
     b += _methods(tree, case, spec)
     b += _diagnostics(summary, verdict, table)
     b += _predictive(tree)
-    b += [("h", 2, "Sensitivity"),
-          ("p", "Not addressed in this report yet: refits under alternative specs and readings "
-                "(`truecount sensitivity`) and power-scaling sensitivity are planned. The case "
-                f"defines the readings {', '.join(case.readings) or '(none)'}; refit with "
-                "`--reading NAME` to see how the answer moves.")]
-    b += _barg(summary)
+    b += _sensitivity(tree, case, sensitivity)
+    b += _barg(summary, sensitivity is not None)
     b += [("h", 2, "Reproduce"),
           ("pre", _reproduce(tree, case, spec))]
     return b
@@ -287,11 +292,65 @@ def _predictive(tree: xr.DataTree) -> list[Block]:
     return b
 
 
+def _sensitivity(tree: xr.DataTree, case: Case,
+                 sensitivity: tuple[list[Any], dict[str, Any]] | None) -> list[Block]:
+    from truecount.sensitivity import (
+        PSENSE_THRESHOLD,
+        conclusions,
+        power_scaling,
+    )
+
+    b: list[Block] = [("h", 2, "Sensitivity")]
+    if sensitivity is None:
+        b.append(("p", "Refits under alternative readings, specs and priors are not part of this "
+                       "report: run `truecount sensitivity` and rewrite it with `truecount report "
+                       "RUN_DIR --sensitivity FOLDER`. The case defines the readings "
+                       f"{', '.join(case.readings) or '(none)'}."))
+    else:
+        rows, meta = sensitivity
+        claims = list(rows[0].claims)
+        b.append(("p", f"The case refitted under {len(rows) - 1} alternatives (seed "
+                       f"{meta.get('seed')}, {meta.get('chains')} chains x {meta.get('draws'):,} "
+                       f"draws each; {rows[0].true_enrolments.mass:.0%} equal-tailed intervals). "
+                       "A fit that failed the diagnostics gate is marked and left out of the "
+                       "conclusions."))
+        table = []
+        for r in rows:
+            cells = [r.name, r.spec, _iv(r.true_enrolments)]
+            for claim in claims:
+                c = r.claims[claim]
+                cells += [_iv(c["inflation"]), c["p_possible_text"]]
+            cells.append("passed" if r.gate_passed else "**FAILED: do not quote**")
+            table.append(cells)
+        header = ["alternative", "spec", "true enrolments"]
+        for claim in claims:
+            header += [f"inflation of {claim}", f"P({claim} possible)"]
+        b.append(("table", [*header, "gate"], table))
+        b.append(("ul", conclusions(rows)))
+        b.append(("img", "sensitivity", "True enrolments and each claim's inflation under every "
+                                        "alternative"))
+    b.append(("h", 3, "Power-scaling sensitivity of this fit"))
+    if "log_prior" not in tree.children:
+        b.append(("p", "Not available: this run was fitted before truecount stored the log prior "
+                       "and log likelihood with each fit. Refit to add it."))
+        return b
+    ps = power_scaling(tree)
+    b.append(("p", "How much each quantity's posterior moves when the prior, or the likelihood, is "
+                   "raised to a power near 1 (Kallioinen et al. 2024, `arviz_stats.psense`, by "
+                   "importance weighting, no refits). Values at or above "
+                   f"{PSENSE_THRESHOLD} count as sensitive. A quantity the prior moves while the "
+                   "data barely do rests on an assumption; quote it with the refits above."))
+    b.append(("table", ["quantity", "prior", "likelihood", "reading"],
+              [[str(q), f"{row.prior:.3f}", f"{row.likelihood:.3f}", row.diagnosis]
+               for q, row in ps.iterrows()]))
+    return b
+
+
 def _share(mask: np.ndarray) -> str:
     return f"{float(np.mean(mask)):.0%}"
 
 
-def _barg(summary: Summary) -> list[Block]:
+def _barg(summary: Summary, refits: bool) -> list[Block]:
     converged = "yes" if summary.gate_passed else "FAILED (see Diagnostics)"
     rows = [
         ["Preamble: why Bayesian", "Methods (posterior probabilities of claims)", "partly"],
@@ -310,7 +369,9 @@ def _barg(summary: Summary) -> list[Block]:
         ["3C Posterior probabilities of hypotheses", "Decision statements", "yes"],
         ["4 Decisions and their criteria", "Decision statements (thresholds named by the "
                                            "analyst)", "partly: no loss function"],
-        ["5 Sensitivity to priors and model", "Sensitivity", "no: not yet"],
+        ["5 Sensitivity to priors and model", "Sensitivity: power-scaling"
+                                              + ("; refits under alternatives" if refits else ""),
+         "yes" if refits else "partly: no refits under alternatives (truecount sensitivity)"],
         ["6 Reproducibility", "Reproduce; run folder (inputs, seed, hashes)", "yes"],
     ]
     return [("h", 2, "BARG checklist (Kruschke 2021)"),

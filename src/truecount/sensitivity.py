@@ -1,28 +1,46 @@
 """How the answer moves: refit a case under named alternatives and put the headlines side by side.
 
-An alternative is a reading of the case (``reading:NAME``, from its ``[readings.*]``), another spec
-(``spec:NAME_OR_PATH``, usually a file in ``models/`` that extends the baseline) or both joined with
-``+``. :func:`run_sensitivity` fits the baseline and every alternative, gates each fit, and returns
-one :class:`Row` per fit; :func:`conclusions` says whether a conclusion ("claim X was not physically
-possible", "the truth is below the smallest claim") holds under every alternative.
+Two complementary checks.
 
-Not yet here (issue 7): the refits on the Dask runner, power-scaling sensitivity (psense), the
-report's sensitivity section and the notebook. Each alternative with another spec compiles its own
-model (about 20 s warm); readings share the baseline's compiled model when the structure allows.
+* **Refits under alternatives** (:func:`run_sensitivity`). An alternative is a reading of the case
+  (``reading:NAME``, from its ``[readings.*]``), another spec (``spec:NAME_OR_PATH``, usually a file
+  in ``models/`` that extends the baseline), a prior restated on the command line
+  (``prior:handle_time=1-20``: 90% between 1 and 20 in the parameter's unit, same family as the
+  base spec's; ``@0.95`` after the interval for another mass), a structural switch
+  (``structure:honest_claims=false``) or several of these joined with ``+``. Every fit is gated and
+  summarised into a :class:`Row`; :func:`conclusions` says whether a conclusion ("claim X was not
+  physically possible", "the truth is below the smallest claim") holds under every converged
+  alternative. The fits run on :func:`truecount.runner.run_tasks` (in this process or on Dask
+  workers), each worker compiling a model once per spec and reusing it for readings.
+* **Power-scaling sensitivity** (:func:`power_scaling`, Kallioinen et al. 2024, via
+  ``arviz_stats.psense``) of one fit: how much the posterior of each headline quantity moves when
+  the prior or the likelihood is raised to a power near 1, by importance weighting, without refits.
+  It reads the ``log_prior`` and ``log_likelihood`` groups that :class:`truecount.inference.Fitter`
+  stores with every fit.
+
+:func:`write_outputs` writes a folder (``sensitivity.json``, ``sensitivity.csv``,
+``sensitivity.txt``, ``forest.png``, the generated spec files) that ``truecount report RUN_DIR
+--sensitivity FOLDER`` turns into the report's sensitivity section.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from truecount.case import load_case
-from truecount.diagnostics import gate
+from truecount.errors import InputError
 from truecount.results import Interval, format_number, quantity_table, summarize
-from truecount.spec import load_spec
+from truecount.spec import DISTRIBUTIONS, PARAMETERS, STRUCTURE, load_spec, resolve_spec_path
 
 #: The alternatives shipped for every case that has the matching readings.
 DEFAULT_ALTERNATIVES = (
@@ -31,6 +49,29 @@ DEFAULT_ALTERNATIVES = (
 )
 #: A claim counts as "not physically possible" below this posterior probability.
 IMPOSSIBLE_BELOW = 0.05
+#: Headline quantities whose power-scaling sensitivity is reported.
+PSENSE_QUANTITIES = ("true_enrolments_total", "inflation_factor", "capacity_at_claim",
+                     "handle_time", "attended_share", "peak_attempts_per_hour", "enrol_share",
+                     "claim_noise", "honest_probability", "counts_attempts_probability")
+#: Power-scaling sensitivity above this is "sensitive" (Kallioinen et al. 2024).
+PSENSE_THRESHOLD = 0.05
+RESULTS_FILE = "sensitivity.json"
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One way of refitting the case: readings, another spec, and priors or switches restated."""
+
+    name: str
+    readings: tuple[str, ...] = ()
+    spec: str | None = None  # a spec name or path; None: the base spec
+    priors: tuple[tuple[str, float, float, float], ...] = ()  # (parameter, lower, upper, mass)
+    structure: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def generated(self) -> bool:
+        """Whether the alternative needs a spec file written for it."""
+        return bool(self.priors or self.structure)
 
 
 @dataclass(frozen=True)
@@ -44,65 +85,186 @@ class Row:
     true_enrolments: Interval
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (intervals as dicts)."""
+        data = asdict(self)
+        data["readings"] = list(self.readings)
+        return data
 
-def parse_alternative(text: str, base_spec: str) -> tuple[tuple[str, ...], str]:
-    """``"reading:A+spec:B"`` -> (readings, spec)."""
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        """Inverse of :meth:`to_dict`."""
+        claims = {k: {**c, "inflation": Interval(**c["inflation"])}
+                  for k, c in data["claims"].items()}
+        return cls(data["name"], tuple(data["readings"]), data["spec"], bool(data["gate_passed"]),
+                   Interval(**data["true_enrolments"]), claims)
+
+
+_PRIOR = re.compile(r"^(?P<name>\w+)=(?P<lower>[0-9.eE+]+)-(?P<upper>[0-9.eE+]+)"
+                    r"(?:@(?P<mass>[0-9.]+))?$")
+_USAGE = ("reading:NAME, spec:NAME_OR_PATH, prior:PARAMETER=LOWER-UPPER[@MASS] or "
+          "structure:SWITCH=VALUE, several joined with +")
+
+
+def parse_alternative(text: str, base_spec: str = "baseline") -> Alternative:
+    """``"reading:A+spec:B"`` -> :class:`Alternative`; every part is checked, nothing is fitted."""
     readings: list[str] = []
-    spec = base_spec
+    spec: str | None = None
+    priors: list[tuple[str, float, float, float]] = []
+    structure: list[tuple[str, str]] = []
     for part in text.split("+"):
         kind, _, value = part.partition(":")
         if kind == "reading" and value:
             readings.append(value)
         elif kind == "spec" and value:
             spec = value
+        elif kind == "prior" and (m := _PRIOR.match(value)):
+            name, mass = m["name"], float(m["mass"] or 0.9)
+            try:
+                lower, upper = float(m["lower"]), float(m["upper"])
+            except ValueError:
+                lower = upper = math.nan
+            if name not in PARAMETERS:
+                raise InputError("--vary", "", repr(text), "a prior of one of "
+                                 + ", ".join(PARAMETERS), f"{name!r} is not a model parameter.")
+            if not (0 <= lower < upper and 0 < mass < 1):
+                raise InputError("--vary", "", repr(text), "prior:PARAMETER=LOWER-UPPER with "
+                                 "0 <= LOWER < UPPER, and @MASS between 0 and 1")
+            priors.append((name, lower, upper, mass))
+        elif kind == "structure" and "=" in value:
+            key, _, choice = value.partition("=")
+            if key not in STRUCTURE:
+                raise InputError("--vary", "", repr(text), "a switch of " + ", ".join(STRUCTURE))
+            allowed = [str(c).lower() for c in STRUCTURE[key].choices]
+            if choice.lower() not in allowed:
+                raise InputError("--vary", "", repr(text), f"{key} one of " + ", ".join(allowed))
+            structure.append((key, choice.lower()))
         else:
-            from truecount.errors import InputError
+            raise InputError("--vary", "", repr(text), _USAGE)
+    return Alternative(text, tuple(readings), spec, tuple(priors), tuple(structure))
 
-            raise InputError("--vary", "", repr(text), "alternatives like reading:NAME, "
-                             "spec:NAME_OR_PATH or both joined with +")
-    return tuple(readings), spec
+
+def spec_text(alt: Alternative, base_spec: str) -> str:
+    """The TOML of a spec that extends ``alt.spec`` (or ``base_spec``) with ``alt``'s changes."""
+    parent = load_spec(alt.spec or base_spec)
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", alt.name).strip("_")
+    lines = ["# Written by truecount sensitivity for the alternative " + json.dumps(alt.name),
+             "schema_version = 1", f"id = {json.dumps(f'{parent.id}-{slug}')}",
+             f"title = {json.dumps(f'{parent.title}; {alt.name}')}",
+             f"extends = {json.dumps(str(resolve_spec_path(parent.path).resolve()))}", ""]
+    for name, lower, upper, mass in alt.priors:
+        prior = parent.priors[name]
+        dist = prior.dist if DISTRIBUTIONS[prior.dist].elicit is not None else {
+            "positive": "LogNormal", "unit": "Beta", "real": "Normal"}[prior.parameter.support]
+        elicit = (f"{{ upper = {upper!r}, mass = {mass!r} }}" if dist in ("HalfNormal",
+                                                                           "Exponential")
+                  else f"{{ lower = {lower!r}, upper = {upper!r}, mass = {mass!r} }}")
+        lines += [f"[priors.{name}]", f"unit = {json.dumps(prior.parameter.unit)}",
+                  f"dist = {json.dumps(dist)}", f"elicit = {elicit}",
+                  f"reason = {json.dumps('Sensitivity alternative given on the command line.')}",
+                  ""]
+    if alt.structure:
+        lines.append("[structure]")
+        for key, choice in alt.structure:
+            value = choice if choice in ("true", "false") else json.dumps(choice)
+            lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One fit of a sensitivity run (what a worker needs)."""
+
+    name: str
+    case: str
+    readings: tuple[str, ...]
+    spec: str
+    draws: int
+    tune: int
+    chains: int
+    seed: int
+    mass: float
+    cores: int | None = None
+
+
+def fit_alternative(task: Task) -> Row:
+    """Fit ``task`` with this process's compiled model for its spec and summarise it."""
+    from truecount.diagnostics import gate
+    from truecount.runner import compiled
+
+    fitter, case = compiled(task.case, task.spec, task.readings)
+    tree = fitter.fit(case, draws=task.draws, tune=task.tune, chains=task.chains,
+                      seed=task.seed, cores=task.cores)
+    verdict = gate(tree)
+    table = quantity_table(tree, verdict, tuple(sorted({0.9, 0.95, task.mass})))
+    summary = summarize(tree, verdict, table, mass=task.mass)
+    claims = {c.id: {"value": c.value, "inflation": c.inflation, "p_possible": c.p_possible,
+                     "p_possible_text": c.p_possible_text} for c in summary.claims}
+    return Row(task.name, task.readings, fitter.spec.id, verdict.passed, summary.true_enrolments,
+               claims)
+
+
+def plan(case_path: str | Path, base_spec: str, alternatives: tuple[str, ...], spec_dir: Path,
+         say: Any = None) -> list[tuple[str, tuple[str, ...], str]]:
+    """(name, readings, spec path) of the baseline and every alternative, all inputs checked.
+
+    Specs of alternatives given on the command line are written into ``spec_dir``. Alternatives
+    whose readings the case lacks are skipped (the shipped ones name KSS's readings).
+    """
+    say = say or (lambda text: None)
+    case = load_case(case_path)
+    base = str(load_spec(base_spec).path.resolve())
+    plans: list[tuple[str, tuple[str, ...], str]] = [("baseline", (), base)]
+    for text in alternatives:
+        alt = parse_alternative(text, base_spec)
+        if any(r not in case.readings for r in alt.readings):
+            say(f"skipping {text}: the case defines no such reading")
+            continue
+        if alt.generated:
+            spec_dir.mkdir(parents=True, exist_ok=True)
+            path = spec_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", text) + ".toml")
+            path.write_text(spec_text(alt, base_spec), encoding="utf-8")
+            spec = str(path)
+        else:
+            spec = str(load_spec(alt.spec or base_spec).path.resolve())
+        load_case(case_path, alt.readings)
+        load_spec(spec)
+        plans.append((text, alt.readings, spec))
+    return plans
 
 
 def run_sensitivity(case_path: str | Path, base_spec: str = "baseline",
                     alternatives: tuple[str, ...] = DEFAULT_ALTERNATIVES, *, draws: int = 2000,
                     tune: int = 1000, chains: int = 4, seed: int = 0, mass: float = 0.9,
+                    workers: int = 1, scheduler: str | None = None, spec_dir: Path | None = None,
                     progress: Any = None) -> list[Row]:
-    """Fit the baseline and every alternative; alternatives whose readings the case lacks are skipped."""
-    from truecount.inference import Fitter, StructureError
+    """Fit the baseline and every alternative (rows in that order) on the parallel runner.
+
+    ``workers == 1`` without a scheduler fits in this process, reusing one compiled model per spec;
+    otherwise every Dask worker compiles the specs it is given once. Each fit's chains run on
+    ``cpu_count // workers`` cores.
+    """
+    from truecount.runner import run_tasks
 
     say = progress or (lambda text: None)
-    base_case = load_case(case_path)
-    plans: list[tuple[str, tuple[str, ...], str]] = [("baseline", (), base_spec)]
-    for text in alternatives:
-        readings, spec = parse_alternative(text, base_spec)
-        if any(r not in base_case.readings for r in readings):
-            say(f"skipping {text}: the case defines no such reading")
-            continue
-        plans.append((text, readings, spec))
-    # Validate every input before the first (expensive) fit.
-    loaded = [(name, load_case(case_path, readings), load_spec(spec), readings)
-              for name, readings, spec in plans]
-    fitters: dict[str, Fitter] = {}
-    rows = []
-    for name, case, spec_obj, readings in loaded:
-        say(f"fitting {name}")
-        fitter = fitters.get(spec_obj.sha256)
-        try:
-            if fitter is None:
-                raise StructureError("no compiled model for this spec yet")
-            tree = fitter.fit(case, draws=draws, tune=tune, chains=chains, seed=seed)
-        except StructureError:  # another spec or shape: compile this alternative's own model
-            fitter = Fitter.for_case(case, spec_obj)
-            fitters[spec_obj.sha256] = fitter
-            tree = fitter.fit(case, draws=draws, tune=tune, chains=chains, seed=seed)
-        verdict = gate(tree)
-        table = quantity_table(tree, verdict, tuple(sorted({0.9, 0.95, mass})))
-        summary = summarize(tree, verdict, table, mass=mass)
-        claims = {c.id: {"value": c.value, "inflation": c.inflation, "p_possible": c.p_possible,
-                         "p_possible_text": c.p_possible_text} for c in summary.claims}
-        rows.append(Row(name, readings, spec_obj.id, verdict.passed, summary.true_enrolments,
-                        claims))
-    return rows
+    scratch = None
+    if spec_dir is None:
+        scratch = Path(tempfile.mkdtemp(prefix="truecount-specs-"))
+    try:
+        plans = plan(case_path, base_spec, alternatives, spec_dir or scratch or Path(), say)
+        cores = None if workers == 1 and scheduler is None else max(
+            1, (os.cpu_count() or 1) // workers)
+        tasks = [Task(name, str(Path(case_path).resolve()), readings, spec, draws, tune, chains,
+                      seed, mass, cores) for name, readings, spec in plans]
+        rows = run_tasks(fit_alternative, tasks, workers=workers, scheduler=scheduler,
+                         on_result=lambda row, n: say(
+                             f"{n}/{len(tasks)} fitted: {row.name}"
+                             + ("" if row.gate_passed else " (failed the diagnostics gate)")))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    order = [name for name, _, _ in plans]
+    return sorted(rows, key=lambda r: order.index(r.name))
 
 
 def conclusions(rows: list[Row]) -> list[str]:
@@ -182,8 +344,14 @@ def forest_plot(rows: list[Row], stamp: str | None = None) -> Any:
     for value in (c["value"] for c in rows[0].claims.values()):
         axes[0].axvline(value, color="0.5", linestyle=":", linewidth=1)
     mass = rows[0].true_enrolments.mass
-    fig.suptitle(f"Sensitivity: medians and {mass:.0%} intervals (dotted: the claims; red: failed "
-                 "the diagnostics gate, do not quote)"
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="#4477aa", marker="o", label="passed the diagnostics gate"),
+               Line2D([], [], color="#b00020", marker="o",
+                      label="failed the gate: do not quote"),
+               Line2D([], [], color="0.5", linestyle=":", label="the claims")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.suptitle(f"Sensitivity: medians and {mass:.0%} intervals"
                  + (f"\n{stamp}" if stamp else ""), fontsize=10)
     return fig
 
@@ -201,3 +369,90 @@ def render(rows: list[Row]) -> str:
                          f"{format_number(iv.upper)}), P(possible) {c['p_possible_text']}")
         lines.append("; ".join(parts) + ("" if r.gate_passed else "  [UNCONVERGED]"))
     return "\n".join(lines)
+
+
+def power_scaling(tree: Any, quantities: tuple[str, ...] = PSENSE_QUANTITIES) -> Any:
+    """Power-scaling prior and likelihood sensitivity of the headline quantities of one fit.
+
+    A :class:`pandas.DataFrame` indexed by quantity (``name[coordinate]`` per channel or claim) with
+    columns ``prior``, ``likelihood`` (the cumulative Jensen-Shannon distance per unit change of
+    the power, from ``arviz_stats.psense``) and ``diagnosis`` in words. Needs the ``log_prior`` and
+    ``log_likelihood`` groups every fit stores.
+    """
+    import logging
+
+    import arviz_stats
+
+    post = tree["posterior"]
+    names = [q for q in quantities if q in post.data_vars]
+    quiet = logging.getLogger("arviz_stats.psense")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its advice is a link; the diagnosis column says it in words
+    try:
+        table = arviz_stats.psense_summary(tree, var_names=names, threshold=PSENSE_THRESHOLD)
+    finally:
+        quiet.setLevel(level)
+    table["diagnosis"] = [_psense_words(p, like) for p, like in
+                          zip(table["prior"], table["likelihood"], strict=True)]
+    return table
+
+
+def _psense_words(prior: float, likelihood: float) -> str:
+    if prior >= PSENSE_THRESHOLD and likelihood >= PSENSE_THRESHOLD:
+        return "prior and data both move it (prior-data conflict or weakly identified)"
+    if prior >= PSENSE_THRESHOLD:
+        return "the prior moves it, the data little: an assumption, not a finding"
+    if likelihood >= PSENSE_THRESHOLD:
+        return "driven by the data"
+    return "insensitive to both"
+
+
+def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Path | None = None,
+                  stamp: str | None = None) -> Path:
+    """Write a sensitivity folder (JSON, CSV, text, forest plot, generated specs) into ``out``.
+
+    ``out`` must not exist or be empty (the CLI checks ``--force`` first); files are written to a
+    temporary folder beside it and renamed into place, so an interruption leaves no half of one.
+    """
+    import pandas as pd
+
+    from truecount.figures import figure_png
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        text = render(rows) + "\n\n" + "\n".join(conclusions(rows))
+        data = {**meta, "rows": [r.to_dict() for r in rows], "conclusions": conclusions(rows)}
+        (tmp / RESULTS_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        pd.DataFrame(table_rows(rows)).to_csv(tmp / "sensitivity.csv", index=False)
+        (tmp / "sensitivity.txt").write_text(text + "\n", encoding="utf-8")
+        (tmp / "forest.png").write_bytes(figure_png(forest_plot(rows, stamp)))
+        if spec_dir is not None and spec_dir.exists() and any(spec_dir.iterdir()):
+            shutil.copytree(spec_dir, tmp / "specs")
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def load_outputs(folder: Path) -> tuple[list[Row], dict[str, Any]]:
+    """The rows and settings of a folder written by :func:`write_outputs`."""
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        raise InputError(folder, "", f"no {RESULTS_FILE}", "a folder written by `truecount "
+                         "sensitivity`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = [Row.from_dict(r) for r in data["rows"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, "rows", f"unreadable ({type(exc).__name__})",
+                         "the file as `truecount sensitivity` wrote it", "Rerun it.") from None
+    meta = {k: v for k, v in data.items() if k not in ("rows", "conclusions")}
+    return rows, meta
