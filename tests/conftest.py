@@ -1,4 +1,9 @@
-"""Shared fixtures; the ``slow`` marker runs with ``--runslow`` or when ``CI=true``."""
+"""Shared fixtures; the ``slow`` marker runs with ``--runslow`` or when ``CI=true``.
+
+Hypothesis (``tests/test_fuzz.py``) runs under the ``ci`` profile when ``CI=true``: derandomized, so
+every CI run tries the same examples, and without an example database. Locally the ``dev``
+profile draws new examples each run and remembers failures in ``.hypothesis/``.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 KSS = ROOT / "data" / "kss_2021.toml"
 BASELINE = ROOT / "models" / "baseline.toml"
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,20 +25,29 @@ MAX_FILE_BYTES = 1_000_000
 
 _MISSING = object()
 
+#: A key (or the schema's dotted keys) that reads as itself in a path; any other key is shown
+#: quoted and shortened, so that an empty, long or odd key still gives a readable line.
+_BARE_KEY = re.compile(r"(?=.{1,60}$)[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
 
 def read_toml(path: Path, kind: str) -> dict[str, Any]:
     """Read a TOML file into a dict, turning every failure into one :class:`InputError`."""
-    if not path.exists():
-        raise InputError(path, "", "no such file", f"a {kind} file (TOML)", "Check the path.")
-    if not path.is_file():
-        raise InputError(path, "", "a directory", f"a {kind} file (TOML)", "Name the file itself.")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputError(
-            path, "", f"{size:,} bytes", f"a {kind} file under {MAX_FILE_BYTES:,} bytes",
-            "Case and spec files hold facts and assumptions, not data dumps.",
-        )
-    raw = path.read_bytes()
+    try:
+        if not path.exists():
+            raise InputError(path, "", "no such file", f"a {kind} file (TOML)", "Check the path.")
+        if not path.is_file():
+            raise InputError(path, "", "a directory", f"a {kind} file (TOML)",
+                             "Name the file itself.")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(
+                path, "", f"{size:,} bytes", f"a {kind} file under {MAX_FILE_BYTES:,} bytes",
+                "Case and spec files hold facts and assumptions, not data dumps.",
+            )
+        raw = path.read_bytes()
+    except OSError as exc:  # unreadable, or a name the file system refuses
+        raise InputError(path, "", f"a file that cannot be read ({exc.strerror})",
+                         f"a readable {kind} file (TOML)", "Check the path and permissions.") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -50,6 +60,12 @@ def read_toml(path: Path, kind: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         message = str(exc).splitlines()[0]
         raise InputError(path, "", f"invalid TOML ({message})", "a valid TOML document") from None
+    except ValueError:  # tomllib reads integers with int(), which refuses more than 4300 digits
+        raise InputError(path, "", "an integer too long to read", "numbers of a sensible size",
+                         "Shorten the number.") from None
+    except RecursionError:
+        raise InputError(path, "", "arrays or tables nested too deeply to read",
+                         "a valid TOML document of modest depth") from None
 
 
 def _type_name(value: object) -> str:
@@ -74,10 +90,12 @@ class Fields:
     # -- locations and errors -------------------------------------------------------------------
 
     def path(self, key: str) -> str:
-        """Dotted location of ``key`` inside this table."""
-        if not key:
-            return self.where
-        return f"{self.where}.{key}" if self.where else key
+        """Dotted location of ``key`` inside this table (the table itself for ``""``)."""
+        return self.child(key) if key else self.where
+
+    def child(self, key: str) -> str:
+        """Dotted location of the entry named ``key``; an odd key (empty, long, spaces) is quoted."""
+        return dotted(self.where, key)
 
     def error(self, key: str, found: str, expected: str, fix: str | None = None) -> InputError:
         """An :class:`InputError` for ``key`` of this table (returned, to be raised by the caller)."""
@@ -149,7 +167,10 @@ class Fields:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, show(value), "a number")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the largest float
+            number = math.inf
         if not math.isfinite(number):
             raise self.error(key, show(value), "a finite number")
         checks = (
@@ -228,8 +249,8 @@ class Fields:
         if value is _MISSING:
             return None
         if not isinstance(value, Mapping):
-            raise self.error(key, _type_name(value), "a table", f"Write it as [{self.path(key)}].")
-        return Fields(value, self.file, self.path(key))
+            raise self.error(key, _type_name(value), "a table", f"Write it as [{self.child(key)}].")
+        return Fields(value, self.file, self.child(key))
 
     def req_table(self, key: str) -> Fields:
         """A required sub-table (typed for the checker)."""
@@ -266,9 +287,16 @@ class Fields:
         unknown = [k for k in self.data if k not in self._read]
         if unknown:
             key = unknown[0]
-            raise self.error(key, "an unknown field", "only the fields of this table's schema",
+            raise InputError(self.file, self.child(key), "an unknown field",
+                             "only the fields of this table's schema",
                              _did_you_mean(key, sorted(self._read)) or "Remove it or check the "
                              "spelling against the format in docs/formats.md.")
+
+
+def dotted(where: str, key: str) -> str:
+    """``where.key`` for an error message; a key that is not plain (empty, long, spaces) is quoted."""
+    name = key if _BARE_KEY.fullmatch(key) else show(key, limit=40)
+    return f"{where}.{name}" if where else name
 
 
 def parse_clock(value: object) -> int | None:

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import xarray as xr
 
-from truecount._fields import Fields, format_clock, read_toml
+from truecount._fields import Fields, dotted, format_clock, read_toml
 from truecount.errors import InputError, show
 
 SCHEMA_VERSION = 1
@@ -48,6 +48,10 @@ CHANNEL_KINDS = ("phone_lines",)
 EVIDENCE_STRENGTHS = ("some", "many", "most", "nearly_all")
 #: Channel fields that a reading may override.
 READING_FIELDS = ("servers", "opens", "closes", "first_day", "last_day")
+#: Years a case's dates may fall in: any drive with phone lines, and days whose hours all exist.
+CASE_YEARS = (1900, 2199)
+#: Longest window, channel opening and distance of a channel day or a claim from the window (days).
+MAX_DAYS = 366
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,9 @@ class Case:
                         )
                     set_by[channel_id, key] = name
                 updated = dataclasses.replace(channels[channel_id], **overrides)
-                _check_channel(updated, self.path, f"readings.{name}.channels.{channel_id}")
+                _check_channel(updated, self.path,
+                               dotted(dotted(dotted("readings", name), "channels"), channel_id),
+                               (self.window_start, self.window_end))
                 channels[channel_id] = updated
         return dataclasses.replace(
             self, channels=tuple(channels.values()),
@@ -381,7 +387,7 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
     tz_name = top.req_text("timezone")
     try:
         ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long
         raise top.error("timezone", show(tz_name), "an IANA time zone name such as "
                         "'Asia/Baghdad'") from None
     tz = ZoneInfo(tz_name)
@@ -391,15 +397,17 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
     actor.finish()
 
     announcement = top.req_table("announcement")
-    announced = announcement.req_date("date")
+    announced = _case_date(announcement, "date")
     announced_cited = cited(announcement)
     announcement.text("by", required=False)
     announcement.finish()
 
     window = top.req_table("window")
-    window_start, window_end = window.req_date("start"), window.req_date("end")
+    window_start, window_end = _case_date(window, "start"), _case_date(window, "end")
     if window_end < window_start:
         raise window.error("end", str(window_end), f"a date on or after start ({window_start})")
+    if (window_end - window_start).days >= MAX_DAYS:
+        raise window.error("end", str(window_end), f"a window of at most {MAX_DAYS} days")
     window_cited = cited(window)
     window.finish()
 
@@ -407,9 +415,10 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
     _unique([c.id for c in channels], top, "channels")
     channel_ids = [c.id for c in channels]
     for i, c in enumerate(channels):
-        _check_channel(c, path, f"channels[{i}]")
+        _check_channel(c, path, f"channels[{i}]", (window_start, window_end))
 
-    claims = [_parse_claim(f, cited, tz) for f in top.tables("claims", min_items=1)]
+    claims = [_parse_claim(f, cited, tz, (window_start, window_end))
+              for f in top.tables("claims", min_items=1)]
     _unique([c.id for c in claims], top, "claims")
 
     evidence = [_parse_evidence(f, cited, channel_ids) for f in top.tables("evidence",
@@ -474,8 +483,8 @@ def _parse_channel(f: Fields, cited: Any) -> Channel:
         servers=f.req_integer("servers", min=1, max=100_000),
         opens=_req_clock(f, "opens"),
         closes=_req_clock(f, "closes"),
-        first_day=f.req_date("first_day"),
-        last_day=f.req_date("last_day"),
+        first_day=_case_date(f, "first_day"),
+        last_day=_case_date(f, "last_day"),
         cited=tuple(_cited_table(s, cited) for s in f.tables("cites", min_items=1)),
         note=f.text("note", required=False),
     )
@@ -495,7 +504,24 @@ def _req_clock(f: Fields, key: str) -> int:
     return value
 
 
-def _check_channel(c: Channel, file: Path, where: str) -> None:
+def _case_date(f: Fields, key: str) -> dt.date:
+    value = f.req_date(key)
+    _check_year(f, key, value)
+    return value
+
+
+def _check_year(f: Fields, key: str, value: dt.date) -> None:
+    first, last = CASE_YEARS
+    if not first <= value.year <= last:
+        raise f.error(key, str(value), f"a date in the years {first} to {last}",
+                      "Check the year.")
+
+
+def _near_window(day: dt.date, window: tuple[dt.date, dt.date]) -> bool:
+    return (window[0] - day).days <= MAX_DAYS and (day - window[1]).days <= MAX_DAYS
+
+
+def _check_channel(c: Channel, file: Path, where: str, window: tuple[dt.date, dt.date]) -> None:
     if c.closes <= c.opens:
         raise InputError(file, f"{where}.closes", format_clock(c.closes),
                          f"a time after opens ({format_clock(c.opens)})",
@@ -503,13 +529,22 @@ def _check_channel(c: Channel, file: Path, where: str) -> None:
     if c.last_day < c.first_day:
         raise InputError(file, f"{where}.last_day", str(c.last_day),
                          f"a date on or after first_day ({c.first_day})")
-    if c.n_days > 366:
+    if c.n_days > MAX_DAYS:
         raise InputError(file, f"{where}.last_day", f"{c.n_days} open days",
-                         "a campaign of at most 366 days")
+                         f"a campaign of at most {MAX_DAYS} days")
+    for key, day in (("first_day", c.first_day), ("last_day", c.last_day)):
+        if not _near_window(day, window):
+            raise InputError(file, f"{where}.{key}", str(day), f"a date within {MAX_DAYS} days of "
+                             f"the window ({window[0]} to {window[1]})", "Check the year.")
 
 
-def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo) -> Claim:
+def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo, window: tuple[dt.date, dt.date]) -> Claim:
     when = f.date_or_datetime("date")
+    day = when.date() if isinstance(when, dt.datetime) else when
+    _check_year(f, "date", day)
+    if not _near_window(day, window):
+        raise f.error("date", str(when), f"a date within {MAX_DAYS} days of the window "
+                      f"({window[0]} to {window[1]})", "Check the year.")
     if isinstance(when, dt.datetime):
         time = when.replace(tzinfo=tz) if when.tzinfo is None else when.astimezone(tz)
         time_given = "datetime"
@@ -563,8 +598,8 @@ def _check_claims(case: Case) -> None:
 
 def _parse_evidence(f: Fields, cited: Any, channel_ids: list[str]) -> Evidence:
     channel = f.req_text("channel", choices=channel_ids)
-    failed = f.integer("failed", required=False, min=0)
-    succeeded = f.integer("succeeded", required=False, min=0)
+    failed = f.integer("failed", required=False, min=0, max=10**9)
+    succeeded = f.integer("succeeded", required=False, min=0, max=10**9)
     strength = f.text("strength", required=False, choices=EVIDENCE_STRENGTHS)
     if (failed is None) != (succeeded is None):
         missing = "succeeded" if succeeded is None else "failed"
@@ -587,8 +622,7 @@ def _parse_reading(name: str, f: Fields, cited: Any, channel_ids: list[str]) -> 
     overrides: dict[str, dict[str, Any]] = {}
     for channel_id, sub in f.subtables("channels").items():
         if channel_id not in channel_ids:
-            raise f.error(f"channels.{channel_id}", "an unknown channel id",
-                          "one of " + ", ".join(channel_ids))
+            raise sub.error("", "an unknown channel id", "one of " + ", ".join(channel_ids))
         values: dict[str, Any] = {}
         for key in sub.data:
             if key not in READING_FIELDS:
@@ -601,7 +635,7 @@ def _parse_reading(name: str, f: Fields, cited: Any, channel_ids: list[str]) -> 
                 values[key] = sub.clock(key)
         for key in ("first_day", "last_day"):
             if sub.has(key):
-                values[key] = sub.req_date(key)
+                values[key] = _case_date(sub, key)
         sub.finish()
         overrides[channel_id] = values
     reading = Reading(name, f.req_text("description"), cited(f), overrides)

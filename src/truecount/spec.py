@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,13 +253,20 @@ def resolve_spec_path(name: str | Path, relative_to: Path | None = None) -> Path
     candidate = Path(name)
     if relative_to is not None and not candidate.is_absolute():
         beside = relative_to.parent / candidate
-        if beside.exists() or beside.with_suffix(".toml").exists():
+        if _exists(beside) or (beside.name and _exists(beside.with_suffix(".toml"))):
             candidate = beside
-    if not candidate.exists() and candidate.suffix != ".toml":
+    if not _exists(candidate) and candidate.suffix != ".toml" and candidate.name:
         for option in (candidate.with_suffix(".toml"), MODELS_DIR / f"{candidate.name}.toml"):
-            if option.exists():
+            if _exists(option):
                 return option
     return candidate
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long for the file system: no such file either
+        return False
 
 
 def load_spec(path: str | Path = "baseline") -> Spec:
@@ -286,7 +294,7 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Spec:
     extends = top.text("extends", required=False)
     if extends is not None:
         parent_path = resolve_spec_path(extends, relative_to=path)
-        if not parent_path.exists():
+        if not _exists(parent_path):
             raise top.error("extends", show(extends), "a spec file path, or the name of a file "
                             f"in {MODELS_DIR}", "Check the name.")
         parent = _load(parent_path, (*chain, path.resolve()))
@@ -387,7 +395,12 @@ def _parse_prior(name: str, f: Fields) -> Prior:
         if dist.support == "unit" and upper >= 1.0:
             raise table.error("upper", show(upper), f"a number < 1 for {dist_name}")
         try:
-            params = dist.elicit(lower, upper, mass)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # extreme bounds: the check below speaks instead
+                params = dist.elicit(lower, upper, mass)
+            if not all(math.isfinite(v) and (v > 0 or k not in _POSITIVE_PARAMS)
+                       for k, v in params.items()):
+                raise ValueError("parameters out of range")
         except (ValueError, ArithmeticError):
             raise table.error("", f"lower={lower}, upper={upper}, mass={mass}",
                               f"bounds that a {dist_name} can match",
