@@ -3,13 +3,21 @@
 Each sub-command is a thin layer: parse options, call the library, render the result. Any
 :class:`~truecount.errors.InputError` is printed as one line (``truecount: error: FILE: FIELD: ...``)
 and the command exits with status 2, never with a traceback.
+
+Exit statuses: 0 done; 1 inference failed (the sampler raised, the model could not be initialised,
+the sampler stopped early: one line, nothing written); 2 bad input; 3 the diagnostics gate failed;
+4 ``rerun`` reproduced other numbers; 130 interrupted by Ctrl-C (SIGINT) and 143 by SIGTERM, with
+the run folder left as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +33,22 @@ from truecount.bounds import (
 from truecount.case import load_case
 from truecount.errors import InputError, TruecountError, show
 
+EXIT_FAILED = 1
 EXIT_INPUT = 2
 EXIT_UNCONVERGED = 3
+EXIT_MISMATCH = 4
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+#: Fewer kept draws per chain than this are refused: split R-hat and tail ESS are not meaningful.
+MIN_DRAWS = 100
+
+
+class Terminated(BaseException):
+    """Raised by the CLI's SIGTERM handler, so that every ``finally`` cleanup runs as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_INPUT
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in run.json
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         result: int = args.run(args)
         return result
@@ -43,11 +68,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"truecount: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except TruecountError as exc:
-        print(f"truecount: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("truecount: interrupted", file=sys.stderr)
-        return 130
+        print(f"truecount: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILED
+    except (KeyboardInterrupt, Terminated) as exc:
+        print(_interrupted(args), file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _identity(path: Any) -> tuple[int, int] | None:
+    """Which folder is at ``path`` (device and inode), to tell afterwards whether it was replaced."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    target = getattr(args, "target", None)
+    if target is None:
+        return "truecount: interrupted"
+    out, before = target
+    if _identity(out) == before:
+        return f"truecount: interrupted; nothing written ({out} left as it was)"
+    return f"truecount: interrupted after {out} was written"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -189,6 +236,25 @@ def _parser() -> argparse.ArgumentParser:
     sens.add_argument("--out", metavar="DIR", help="folder (default results/sensitivity-CASE_ID)")
     sens.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     sens.set_defaults(run=_run_sensitivity)
+
+    rer = sub.add_parser(
+        "rerun",
+        help="refit a run folder with its recorded inputs and settings; do the numbers match?",
+        description="Refit the case and spec copied into RUN_DIR/inputs/ (the exact files "
+        "fitted, checked against their recorded hashes) with the recorded readings, seed, draws, "
+        "tune, chains, target_accept and interval options, and compare every number of "
+        "summary.json and every posterior draw with the run's. Says whether the original case "
+        "or spec files changed since, and whether installed package versions differ from the "
+        "recorded ones. Exits 0 when the numbers match to the last digit, 4 when they do not. "
+        "Writes nothing unless --out is given.",
+        epilog="example:\n  truecount rerun results/kss\n"
+        "  truecount rerun results/kss --out results/kss-rerun",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rer.add_argument("run_dir", help="run folder written by `truecount fit`")
+    rer.add_argument("--out", metavar="DIR", help="also write the new run folder here")
+    rer.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    rer.set_defaults(run=_run_rerun)
 
     cache = sub.add_parser(
         "cache",
@@ -357,34 +423,24 @@ def _run_fit(args: argparse.Namespace) -> int:
     # Everything a user wrote is checked before the expensive part.
     from pathlib import Path
 
-    from truecount.diagnostics import gate
-    from truecount.inference import fit
-    from truecount.model import build_model
-    from truecount.results import summarize
     from truecount.runs import check_writable, write_run
     from truecount.spec import load_spec
 
+    if args.draws < MIN_DRAWS:
+        raise InputError("--draws", "", str(args.draws), f"at least {MIN_DRAWS} kept draws per "
+                         "chain", "Fewer cannot give a meaningful R-hat or ESS; the default is "
+                         "2000.")
     case = load_case(args.case, args.reading)
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("results") / case.id
     check_writable(out, args.force)
+    args.target = (out, _identity(out))  # an interruption says whether out was touched
     for warning in case.warnings():
         print(f"truecount: warning: {warning}", file=sys.stderr)
-    model = build_model(case, spec)
-    progress = sys.stderr.isatty() and not args.json
-    import logging
-
-    logging.getLogger("pymc").setLevel(logging.WARNING)  # its "Sampling: [...]" lines are noise here
-    print(f"truecount: fitting {case.id} under {spec.id}: {args.chains} chains x "
-          f"({args.tune} tuning + {args.draws} draws), seed {args.seed}; compiling the model "
-          "first (10-30 s)...", file=sys.stderr)
-    tree = fit(model, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-               progress=progress)
-    verdict = gate(tree)
-    dates = {c.id: c.when for c in case.claims}
     options = _options(args)
-    summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
-                        thresholds=options.thresholds)
+    tree, verdict, summary = _fit_case(case, spec, options, seed=args.seed, draws=args.draws,
+                                       tune=args.tune, chains=args.chains,
+                                       progress=sys.stderr.isatty() and not args.json)
     if not verdict.passed and not args.allow_unconverged:
         print(f"truecount: {verdict.text}", file=sys.stderr)
         print("truecount: nothing written. Try more --draws or --tune, or look at the draws with "
@@ -393,7 +449,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from truecount.report import write_report
     from truecount.runs import run_info
 
-    info = run_info(case, spec, tree, ["truecount", *sys.argv[1:]])
+    info = run_info(case, spec, tree, ["truecount", *args.argv], _recorded_options(args))
     report = None if args.no_report else (
         lambda folder: write_report(folder, tree, case, spec, options))
     write_run(out, tree, summary, verdict, info, force=args.force, extra=report)
@@ -402,6 +458,98 @@ def _run_fit(args: argparse.Namespace) -> int:
     else:
         print(render_summary(summary, tree.attrs, out))
     return 0 if verdict.passed else EXIT_UNCONVERGED
+
+
+def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune: int,
+              chains: int, target_accept: float | None = None, progress: bool = False) -> Any:
+    """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share."""
+    import logging
+
+    from truecount.diagnostics import gate
+    from truecount.inference import DEFAULT_TARGET_ACCEPT, fit
+    from truecount.model import build_model
+    from truecount.results import summarize
+
+    model = build_model(case, spec)
+    logging.getLogger("pymc").setLevel(logging.WARNING)  # its "Sampling: [...]" lines are noise here
+    print(f"truecount: fitting {case.id} under {spec.id}: {chains} chains x "
+          f"({tune} tuning + {draws} draws), seed {seed}; compiling the model "
+          "first (10-30 s)...", file=sys.stderr)
+    tree = fit(model, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
+               target_accept=target_accept or DEFAULT_TARGET_ACCEPT)
+    verdict = gate(tree)
+    dates = {c.id: c.when for c in case.claims}
+    summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
+                        thresholds=options.thresholds)
+    return tree, verdict, summary
+
+
+def _recorded_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``fit`` that shape its outputs, for run.json (and ``rerun``)."""
+    return {"mass": args.mass, "interval": args.interval, "thresholds": list(args.threshold),
+            "allow_unconverged": args.allow_unconverged, "no_report": args.no_report,
+            "json": args.json, "force": args.force, "out": str(args.target[0])}
+
+
+def _run_rerun(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import xarray as xr
+
+    from truecount.report import ReportOptions, write_report
+    from truecount.runs import (
+        POSTERIOR,
+        SUMMARY,
+        check_writable,
+        compare,
+        environment_differences,
+        rerun_inputs,
+        run_info,
+        write_run,
+    )
+
+    folder = Path(args.run_dir)
+    case, spec, info, notes = rerun_inputs(folder)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.resolve() == folder.resolve():
+            raise InputError("--out", "", f"{str(out)!r} (the run folder being rerun)",
+                             "another folder")
+        check_writable(out, args.force)
+        args.target = (out, _identity(out))
+    for note in notes:
+        print(f"truecount: note: {note}", file=sys.stderr)
+    for diff in environment_differences(info.get("environment")):
+        print(f"truecount: warning: environment differs from the fit's: {diff}", file=sys.stderr)
+    recorded = info.get("options", {})
+    options = ReportOptions(kind=recorded.get("interval", "eti"), mass=recorded.get("mass", 0.9),
+                            thresholds=tuple(recorded.get("thresholds", ())))
+    tree, verdict, summary = _fit_case(
+        case, spec, options, seed=info["seed"], draws=info["draws"], tune=info["tune"],
+        chains=info["chains"], target_accept=info.get("target_accept"))
+    old_summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+    new_summary = json.loads(json.dumps(summary.to_dict()))
+    with xr.open_datatree(folder / POSTERIOR, engine="h5netcdf") as old:
+        names = tuple(sorted({*old["posterior"].data_vars, *tree["posterior"].data_vars}))
+        diffs = compare(old_summary, new_summary, old, tree, names)
+    if out is not None:
+        new_info = run_info(case, spec, tree, ["truecount", *args.argv], recorded)
+        new_info["rerun_of"] = str(folder.resolve())
+        report = None if recorded.get("no_report") else (
+            lambda f: write_report(f, tree, case, spec, options))
+        write_run(out, tree, summary, verdict, new_info, force=args.force, extra=report)
+        print(f"truecount: the rerun is written to {out}/", file=sys.stderr)
+    if not diffs:
+        print(f"rerun of {folder}: numbers match to the last digit (summary.json and every "
+              f"posterior draw of {len(names)} quantities)")
+        if not verdict.passed:
+            print("truecount: as recorded, this run FAILED the diagnostics gate", file=sys.stderr)
+        return 0
+    print(f"rerun of {folder}: numbers DIFFER ({len(diffs)} difference"
+          f"{'' if len(diffs) == 1 else 's'}):")
+    for diff in diffs:
+        print(f"  {diff}")
+    return EXIT_MISMATCH
 
 
 def render_summary(summary: Any, attrs: Any, out: Any) -> str:

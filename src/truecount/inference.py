@@ -57,6 +57,8 @@ DIMS: dict[str, tuple[str, ...]] = {
     "evidence_channel": ("evidence", "channel"),
 }
 SAMPLE_DIMS = ("chain", "draw")
+#: NUTS target acceptance of every fit (see :meth:`Fitter.fit`).
+DEFAULT_TARGET_ACCEPT = 0.95
 
 
 class SamplingError(TruecountError):
@@ -176,7 +178,13 @@ class Fitter:
         try:
             trace = self._sample(inputs, draws, tune, chains, seed, cores, target_accept, progress)
         except (ValueError, RuntimeError, FloatingPointError) as exc:
-            raise SamplingError(f"sampling failed: {exc}") from exc
+            raise self._failure(exc, inputs) from exc
+        got = dict(trace["posterior"].sizes)
+        if (got.get("chain"), got.get("draw")) != (chains, draws):
+            # nutpie returns what it has when interrupted; a short trace is never a result.
+            raise SamplingError(
+                f"the sampler returned {got.get('chain', 0)} chains x {got.get('draw', 0)} draws, "
+                f"not the {chains} x {draws} asked for (stopped early); nothing is reported")
         sample_seconds = time.perf_counter() - sampled_at
         tree = self._assemble(trace, inputs, draws, seed)
         tree.attrs.update(
@@ -198,9 +206,18 @@ class Fitter:
             data = {name: np.asarray(value, dtype=self.model[name].get_value().dtype)
                     for name, value in inputs.items()}
             compiled = self._compiled.with_data(**data)
-            trace: xr.DataTree = nutpie.sample(
+            # Not blocking: nutpie's blocking call turns Ctrl-C into a short trace returned as if
+            # finished. Waiting here lets KeyboardInterrupt (and the CLI's SIGTERM exception)
+            # propagate, after cancelling the sampler's threads.
+            sampler = nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                progress_bar=progress, target_accept=target_accept, save_warmup=False)
+                progress_bar=progress, target_accept=target_accept, save_warmup=False,
+                blocking=False)
+            try:
+                trace: xr.DataTree = sampler.wait()
+            except BaseException:
+                sampler.cancel()
+                raise
             return trace
         with self.model:
             pm.set_data({name: value for name, value in inputs.items()})
@@ -209,6 +226,34 @@ class Fitter:
                               var_names=self.free, target_accept=target_accept,
                               compute_convergence_checks=False)
         return trace
+
+    def _failure(self, exc: BaseException, inputs: dict[str, np.ndarray]) -> SamplingError:
+        """A one-line :class:`SamplingError` for a sampler's exception, naming what to check."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "initial" not in str(exc).lower():
+            return SamplingError(f"sampling failed ({self.sampler}: {first}); check the case and "
+                                 "spec, or retry with another --seed")
+        bad = self._nonfinite_terms(inputs)
+        where = (f"log density not finite at the initial point in {', '.join(bad)}"
+                 if bad else "log density not finite at any starting point tried")
+        return SamplingError(
+            f"the model could not be initialised ({where}; {self.sampler}: {first}): check the "
+            "case's claims and evidence against the spec's priors (a claim or report the model "
+            "gives no probability, a Fixed value outside its prior's range)")
+
+    def _nonfinite_terms(self, inputs: dict[str, np.ndarray]) -> list[str]:
+        """Model terms whose log density is -inf or nan at the initial point with ``inputs``."""
+        saved = {name: self.model[name].get_value() for name in self.data_names}
+        try:
+            with self.model:
+                pm.set_data(inputs)
+            logps = self.model.point_logps(round_vals=16)
+        except Exception:  # a diagnosis of a failure must not fail itself
+            return []
+        finally:
+            with self.model:
+                pm.set_data(saved)
+        return [f"{name} ({value})" for name, value in logps.items() if not np.isfinite(value)]
 
     def _params(self, ds: xr.Dataset | dict[str, np.ndarray], shape: tuple[int, ...]
                 ) -> dict[str, np.ndarray]:
