@@ -649,8 +649,9 @@ def _rounded_edges(edges: np.ndarray, step: float) -> np.ndarray:
     return np.asarray(snapped, dtype=float)
 
 
-def predictive_check(tree: xr.DataTree, stamp: str | None = None) -> Figure:
-    """Posterior predictive check of each claim and each evidence item.
+def predictive_check(tree: xr.DataTree, stamp: str | None = None,
+                     group: str = "posterior_predictive") -> Figure:
+    """Posterior (or prior) predictive check of each claim and each evidence item.
 
     Parameters
     ----------
@@ -659,6 +660,9 @@ def predictive_check(tree: xr.DataTree, stamp: str | None = None) -> Figure:
         ``constant_data.claim_value`` and ``observed_data.evidence_reports_failed``.
     stamp
         Warning drawn across the figure, or None.
+    group
+        ``"posterior_predictive"`` or ``"prior_predictive"`` (the prior predictive check: what
+        the priors alone say a campaign would publish and report).
 
     Returns
     -------
@@ -668,7 +672,7 @@ def predictive_check(tree: xr.DataTree, stamp: str | None = None) -> Figure:
         observed count marked. Each panel states the share of replications at or above the
         observation.
     """
-    predictive = _group(tree, "posterior_predictive")
+    predictive = _group(tree, group)
     constant = _group(tree, "constant_data")
     observed = _group(tree, "observed_data")
     panels: list[tuple[str, str, xr.DataArray, float]] = []
@@ -691,9 +695,10 @@ def predictive_check(tree: xr.DataTree, stamp: str | None = None) -> Figure:
     ncols = min(2, max(1, len(panels)))
     nrows = max(1, math.ceil(len(panels) / ncols))
     fig = _new_figure(1.3 + 2.7 * nrows)
-    title = _title(tree, "Posterior predictive check: replicated vs observed")
+    which = "Prior" if group == "prior_predictive" else "Posterior"
+    title = _title(tree, f"{which} predictive check: replicated vs observed")
     if not panels:
-        _no_data(fig.subplots(), "no posterior predictive draws to check")
+        _no_data(fig.subplots(), f"no {which.lower()} predictive draws to check")
         _add_stamp(fig, stamp, title)
         return fig
     claim_index = evidence_index = 0

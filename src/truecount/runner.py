@@ -15,6 +15,7 @@ the case that changes only data (hours, dates) reuses the compiled model of the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,15 +26,22 @@ from truecount.spec import load_spec
 _COMPILED: dict[tuple[str, str, tuple[str, ...]], tuple[Any, Case]] = {}
 
 
-def compiled(case_path: str, spec: str, readings: tuple[str, ...] = ()) -> tuple[Any, Case]:
+def compiled(case_path: str | os.PathLike[str], spec: str = "baseline",
+             readings: tuple[str, ...] = ()) -> tuple[Any, Case]:
     """The compiled model for ``case_path`` read with ``readings`` under ``spec``, and that case.
 
     Built once per process. A reading whose model has the structure of the case without readings
     shares that model (only its data differ); otherwise the reading gets a model of its own.
     """
-    from truecount.inference import Fitter, StructureError
+    from pathlib import Path
 
-    key = (case_path, spec, readings)
+    from truecount.inference import Fitter, StructureError
+    from truecount.spec import resolve_spec_path
+
+    # One key however the same files are named ("baseline", "models/baseline.toml", absolute).
+    case_path = str(Path(case_path).resolve())
+    spec = str(resolve_spec_path(spec).resolve())
+    key = (case_path, spec, tuple(readings))
     if key in _COMPILED:
         return _COMPILED[key]
     case = load_case(case_path, readings)
