@@ -499,3 +499,60 @@ def test_elicitation_that_overflows_is_an_input_error(folder):
     with pytest.raises(InputError) as error:
         load_spec(path)
     _one_line(error, path, "priors.log_inflation.elicit", "bounds that a HalfNormal can match")
+
+
+# -- legal but suspicious: warnings that name the field -------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "readings", "field", "words"), [
+    (lambda d: d["claims"][0].__setitem__("date", dt.date(2021, 11, 20)), (), "claims[0].date",
+     "before any channel opened"),
+    (lambda d: d["claims"][1].__setitem__("date", dt.date(2021, 12, 3)), (), "claims[1].date",
+     "after the window ended (2021-11-25)"),
+    (lambda d: d["readings"]["round_the_clock"]["channels"]["kss_phones"].update(
+        opens="09:00", closes="09:30"), ("round_the_clock",), "channels[0].closes",
+     "open only 09:00-09:30 each day (under the reading round_the_clock)"),
+    (lambda d: d["channels"][0].__setitem__("last_day", dt.date(2021, 11, 30)), (),
+     "channels[0].last_day", "outside the window"),
+])
+def test_suspicious_but_legal_values_are_warnings_naming_the_field(folder, change, readings, field,
+                                                                   words):
+    path = _kss_with(folder, "odd.toml", change)
+    warnings = load_case(path, readings).warnings()
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{path}: {field}: ") and words in warnings[0], warnings[0]
+    assert warnings[0].splitlines() == warnings
+
+
+def test_simulated_case_may_have_falling_cumulative_claims(folder):
+    import dataclasses
+
+    from truecount.des import case_to_toml
+
+    real = load_case(ROOT / "data" / "kss_2021.toml")
+    noisy = dataclasses.replace(real, simulated=True, claims=(
+        real.claims[0], dataclasses.replace(real.claims[1], value=22000)))
+    path = _write(folder, "simulated.toml", case_to_toml(noisy))
+    case = load_case(path)
+    assert case.simulated
+    (warning,) = case.warnings()
+    assert warning.startswith(f"{path}: claims[1].value: ") and "simulated" in warning
+    path.write_text(path.read_text(encoding="utf-8").replace("simulated = true\n", ""),
+                    encoding="utf-8")
+    with pytest.raises(InputError, match=r"claims\[1\]\.value: found 22,000"):
+        load_case(path)
+
+
+def test_a_long_list_of_choices_is_cut_in_the_message(folder):
+    # Found with a huge (but allowed) file: 2,000 channels made a 20,000-character error line.
+    def change(d: dict[str, Any]) -> None:
+        small = {k: v for k, v in d["channels"][0].items() if k != "note"}
+        small["cites"] = [{"source": "malik_knights_2021", "quote": "q"}]
+        d["channels"] = [dict(small, id=f"c{i}") for i in range(2000)]
+        d["readings"] = {}
+
+    path = _kss_with(folder, "many.toml", change)
+    with pytest.raises(InputError) as error:
+        load_case(path)
+    _one_line(error, path, "evidence[0].channel", "'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', "
+              "... (2000 in all)")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from truecount.errors import InputError, show
+from truecount.errors import InputError, show, show_choices
 
 #: Largest file we read: case and spec files are hand-written and small; anything bigger is a
 #: mistake (a data dump, a binary), and reading it whole would only waste memory.
@@ -128,7 +128,7 @@ class Fields:
         if choices is not None:
             allowed = list(choices)
             if value not in allowed:
-                raise self.error(key, show(value), "one of " + ", ".join(map(repr, allowed)),
+                raise self.error(key, show(value), "one of " + show_choices(allowed),
                                  _did_you_mean(value, allowed))
         return value
 

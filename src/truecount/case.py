@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 
 from truecount._fields import Fields, dotted, format_clock, read_toml
-from truecount.errors import InputError, show
+from truecount.errors import InputError, show, show_choices
 
 SCHEMA_VERSION = 1
 
@@ -217,6 +217,7 @@ class Case:
     statements: tuple[Statement, ...]
     applied_readings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    simulated: bool = False  # a simulated campaign: falling cumulative claims are warnings
 
     @property
     def tz(self) -> ZoneInfo:
@@ -270,19 +271,42 @@ class Case:
         )
 
     def warnings(self) -> list[str]:
-        """Facts that are legal but suspicious, for the user and the report to see."""
+        """Facts that are legal but suspicious, for the user and the report to see.
+
+        Each is one line ``FILE: FIELD: what is odd``: a claim before any channel opened or after
+        the window, a channel open less than an hour a day or outside the window (under the
+        applied readings, if any), and falling cumulative claims in a simulated case.
+        """
         found = []
+        under = f" (under the reading {', '.join(self.applied_readings)})" if self.applied_readings else ""
         first_open = min(
             dt.datetime.combine(c.first_day, dt.time(0), tzinfo=self.tz) + dt.timedelta(minutes=c.opens)
             for c in self.channels
         )
-        for claim in self.claims:
+        for i, claim in enumerate(self.claims):
             if claim.time <= first_open:
                 found.append(
-                    f"{self.path}: claim {claim.id!r} ({claim.time:%Y-%m-%d %H:%M}) comes before "
-                    f"any channel opened ({first_open:%Y-%m-%d %H:%M}); the channel cannot explain "
-                    "any of it"
+                    f"{self.path}: claims[{i}].date: claim {claim.id!r} ({claim.time:%Y-%m-%d %H:%M}) "
+                    f"comes before any channel opened ({first_open:%Y-%m-%d %H:%M}){under}; the "
+                    "channel cannot explain any of it"
                 )
+            if claim.day > self.window_end:
+                found.append(f"{self.path}: claims[{i}].date: claim {claim.id!r} ({claim.when}) "
+                             f"comes after the window ended ({self.window_end})")
+        for i, c in enumerate(self.channels):
+            if c.hours_per_day < 1:
+                found.append(f"{self.path}: channels[{i}].closes: channel {c.id!r} is open only "
+                             f"{c.hours_label} each day{under}")
+            for key, day in (("first_day", c.first_day), ("last_day", c.last_day)):
+                if not self.window_start <= day <= self.window_end:
+                    found.append(f"{self.path}: channels[{i}].{key}: channel {c.id!r} is open on "
+                                 f"{day}{under}, outside the window ({self.window_start} to "
+                                 f"{self.window_end})")
+        if self.simulated:
+            for i, earlier, later in _falling_claims(self):
+                found.append(f"{self.path}: claims[{i}].value: cumulative claim {later.id!r} "
+                             f"({later.value:,}) is below the earlier {earlier.id!r} "
+                             f"({earlier.value:,}); allowed because the case is simulated")
         return found
 
     def to_dataset(self) -> xr.Dataset:
@@ -381,7 +405,7 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
         source = f.req_text("source")
         if source not in sources:
             raise f.error("source", show(source), "the id of a [sources.*] table: "
-                          + ", ".join(sources), "Add the source or fix the id.")
+                          + show_choices(sources), "Add the source or fix the id.")
         return Sourced(source, f.req_text("quote"))
 
     tz_name = top.req_text("timezone")
@@ -451,6 +475,7 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
         readings=reading_tables,
         statements=tuple(statements),
         notes=tuple(top.str_list("notes", required=False)),
+        simulated=bool(top.flag("simulated", required=False, default=False)),
     )
     top.finish()
     _check_claims(case)
@@ -576,17 +601,24 @@ def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo, window: tuple[dt.date, dt.
     return claim
 
 
-def _check_claims(case: Case) -> None:
+def _falling_claims(case: Case) -> list[tuple[int, Claim, Claim]]:
+    """Cumulative claims below an earlier cumulative claim: (index, earlier, later)."""
     cumulative = sorted(
         ((c.time, i, c) for i, c in enumerate(case.claims) if c.cumulative), key=lambda t: t[:2]
     )
-    for (_, _, earlier), (_, i, later) in itertools.pairwise(cumulative):
-        if later.value < earlier.value:
-            raise InputError(
-                case.path, f"claims[{i}].value", f"{later.value:,} on {later.day}",
-                f"at least {earlier.value:,} (claim {earlier.id!r} is earlier and cumulative)",
-                "Cumulative claims cannot fall; mark one as cumulative = false if it counts a part.",
-            )
+    return [(i, earlier, later) for (_, _, earlier), (_, i, later) in itertools.pairwise(cumulative)
+            if later.value < earlier.value]
+
+
+def _check_claims(case: Case) -> None:
+    falling = _falling_claims(case)
+    if falling and not case.simulated:
+        i, earlier, later = falling[0]
+        raise InputError(
+            case.path, f"claims[{i}].value", f"{later.value:,} on {later.day}",
+            f"at least {earlier.value:,} (claim {earlier.id!r} is earlier and cumulative)",
+            "Cumulative claims cannot fall; mark one as cumulative = false if it counts a part.",
+        )
     for i, claim in enumerate(case.claims):
         if claim.original_source is not None and claim.original_source not in case.sources:
             raise InputError(case.path, f"claims[{i}].original_source", show(claim.original_source),
@@ -622,7 +654,7 @@ def _parse_reading(name: str, f: Fields, cited: Any, channel_ids: list[str]) -> 
     overrides: dict[str, dict[str, Any]] = {}
     for channel_id, sub in f.subtables("channels").items():
         if channel_id not in channel_ids:
-            raise sub.error("", "an unknown channel id", "one of " + ", ".join(channel_ids))
+            raise sub.error("", "an unknown channel id", "one of " + show_choices(channel_ids))
         values: dict[str, Any] = {}
         for key in sub.data:
             if key not in READING_FIELDS:

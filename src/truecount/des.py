@@ -397,7 +397,8 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     digest = hashlib.sha256(repr((
         "des", case.sha256, values.tolist(), [(e.failed, e.succeeded) for e in evidence],
     )).encode()).hexdigest()
-    simulated = dataclasses.replace(case, claims=claims, evidence=tuple(evidence), sha256=digest)
+    simulated = dataclasses.replace(case, claims=claims, evidence=tuple(evidence), sha256=digest,
+                                    simulated=True)
 
     total_attempts = attempts.sum(axis=1)
     failed_attempts = total_attempts - answered.sum(axis=1)
@@ -653,7 +654,7 @@ def case_to_toml(case: Case) -> str:
     date (read back as the end of the day); one given as a date-time as an offset date-time.
     """
     out = _lines([("schema_version", 1), ("id", case.id), ("title", case.title),
-                  ("timezone", case.timezone)])
+                  ("timezone", case.timezone), ("simulated", True if case.simulated else None)])
     if case.notes:
         out.append("notes = [\n" + "".join(f"    {_string(n)},\n" for n in case.notes) + "]")
     out += ["", "[actor]", *_lines([("name", case.actor)])]

@@ -7,6 +7,7 @@ prints ``str(error)`` on one line and exits with status 2; it never shows a trac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -55,6 +56,14 @@ class InputError(TruecountError, ValueError):
             line += f". {self.fix}"
         # One line, whatever the pieces contained.
         return " ".join(line.split())
+
+
+def show_choices(items: Iterable[str], limit: int = 8) -> str:
+    """``'a', 'b', 'c'`` for the allowed values in a message; a long list is cut after ``limit``."""
+    names = [show(i, 30) for i in items]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names)} in all)"
 
 
 def show(value: object, limit: int = 60) -> str:

@@ -86,7 +86,8 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
                    for c, v, u in zip(case.claims, values, units, strict=True))
     digest = hashlib.sha256(repr((case.sha256, values.tolist(), [e.failed for e in evidence]))
                             .encode()).hexdigest()
-    simulated = dataclasses.replace(case, claims=claims, evidence=tuple(evidence), sha256=digest)
+    simulated = dataclasses.replace(case, claims=claims, evidence=tuple(evidence), sha256=digest,
+                                    simulated=True)
     truth = dict(params)
     truth.update(
         true_enrolments=counts, true_enrolments_total=int(counts.sum()), true_at_claim=at_claim,
