@@ -146,7 +146,7 @@ class Fitter:
 
     def fit(self, case: Case | xr.Dataset | None = None, *, draws: int = 2000, tune: int = 1000,
             chains: int = 4, seed: int = 0, cores: int | None = None,
-            target_accept: float = 0.95, progress: bool = False) -> xr.DataTree:
+            target_accept: float = DEFAULT_TARGET_ACCEPT, progress: bool = False) -> xr.DataTree:
         """Sample the posterior for ``case`` (default: the case the model was built from).
 
         Parameters
@@ -383,8 +383,8 @@ class Fitter:
 
 
 def fit(model: pm.Model, *, draws: int = 2000, tune: int = 1000, chains: int = 4, seed: int = 0,
-        cores: int | None = None, sampler: str = "nutpie", target_accept: float = 0.95,
-        progress: bool = False) -> xr.DataTree:
+        cores: int | None = None, sampler: str = "nutpie",
+        target_accept: float = DEFAULT_TARGET_ACCEPT, progress: bool = False) -> xr.DataTree:
     """Compile and sample ``model`` once: ``Fitter(model, sampler).fit(...)``.
 
     Use a :class:`Fitter` to refit the same structure without recompiling.
