@@ -131,3 +131,16 @@ def test_extends_cycle_and_missing_parent(tmp_path):
                  encoding="utf-8")
     with pytest.raises(InputError, match="extends: found 'nowhere'"):
         load_spec(a)
+
+
+def test_extending_a_file_that_is_no_spec_names_the_extends_field(tmp_path):
+    from truecount.errors import InputError
+
+    path = tmp_path / "child.toml"
+    not_toml = tmp_path / "notes.txt"
+    not_toml.write_text("just words\n", encoding="utf-8")
+    path.write_text(f'schema_version = 1\nid = "c"\ntitle = "c"\nextends = "{not_toml}"\n',
+                    encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_spec(path)
+    assert str(err.value).startswith(f"{path}: extends: found '{not_toml}', which is invalid TOML")

@@ -297,7 +297,15 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Spec:
         if not _exists(parent_path):
             raise top.error("extends", show(extends), "a spec file path, or the name of a file "
                             f"in {MODELS_DIR}", "Check the name.")
-        parent = _load(parent_path, (*chain, path.resolve()))
+        try:
+            parent = _load(parent_path, (*chain, path.resolve()))
+        except InputError as exc:
+            if exc.field or exc.where != str(parent_path):
+                raise  # a field of a real spec: its own file and field say where to fix it
+            # Not a spec at all (not TOML, unreadable): the mistake is this file's `extends`.
+            raise top.error("extends", f"{show(extends)}, which is {exc.found}",
+                            "a spec file path, or the name of a file in " + str(MODELS_DIR),
+                            "Check the name.") from None
 
     priors = dict(parent.priors) if parent else {}
     for name, f in top.subtables("priors", required=parent is None).items():
