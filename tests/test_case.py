@@ -174,3 +174,27 @@ def test_missing_and_huge_files(tmp_path):
     huge.write_bytes(b"#" * 2_000_000)
     with pytest.raises(InputError, match="bytes"):
         load_case(huge)
+
+
+@pytest.mark.parametrize("when", [None, "2021-11-21T14:30:00", "2021-11-23T08:00:00+03:00",
+                                  "2021-11-24T23:30:00+00:00"])
+@pytest.mark.parametrize("readings", [(), ("round_the_clock",), ("open_from_announcement",)])
+def test_claim_exposure_equals_its_definition(kss_path, tmp_path, readings, when):
+    """The shortcut in to_dataset (only a claim's own day needs the clock) changes no number."""
+    path = kss_path
+    if when is not None:  # the first claim at a time of day, in local time or with an offset
+        path = tmp_path / "case.toml"
+        text = kss_path.read_text(encoding="utf-8")
+        path.write_text(text.replace("date = 2021-11-21  #", f"date = {when}  #", 1),
+                        encoding="utf-8")
+    case = load_case(path, readings)
+    if when is not None:
+        assert case.claims[0].time_given == "datetime"
+    ds = case.to_dataset()
+    hours = ds.open_hours.values
+    for i, claim in enumerate(case.claims):
+        for j, channel in enumerate(case.channels):
+            for k, day in enumerate(case.days):
+                want = (channel.open_hours_before(day, claim.time, case.tz) / hours[j, k]
+                        if hours[j, k] > 0 else 0.0)
+                assert ds.claim_exposure.values[i, j, k] == pytest.approx(want, abs=1e-12)

@@ -327,12 +327,18 @@ class Case:
         open_hours = np.array(
             [[c.open_hours_before(d, _end_of_day(d, tz), tz) for d in days] for c in self.channels]
         )
+        # A day wholly before a claim's local date is wholly before it (channels close by
+        # midnight), a day after it wholly after; only the claim's own day needs the clock.
+        day_index = np.array([d.toordinal() for d in days])
         exposure = np.zeros((len(self.claims), len(self.channels), len(days)))
         for i, claim in enumerate(self.claims):
-            for j, channel in enumerate(self.channels):
-                for k, day in enumerate(days):
+            local = claim.time.astimezone(tz).date()
+            exposure[i] = (day_index < local.toordinal())[None, :] & (open_hours > 0)
+            if local in days:
+                k = days.index(local)
+                for j, channel in enumerate(self.channels):
                     if open_hours[j, k] > 0:
-                        before = channel.open_hours_before(day, claim.time, tz)
+                        before = channel.open_hours_before(local, claim.time, tz)
                         exposure[i, j, k] = before / open_hours[j, k]
         ev = self.evidence
 
