@@ -100,7 +100,8 @@ def test_outputs_round_trip_and_are_written_whole(tmp_path):
 def test_sensitivity_on_dask_workers(kss_path, tmp_path):
     rows = run_sensitivity(kss_path, alternatives=("reading:round_the_clock",
                                                    "prior:handle_time=3-7"),
-                           draws=300, tune=300, chains=2, seed=1, workers=2, spec_dir=tmp_path)
+                           draws=300, tune=300, chains=2, seed=1, workers=2, spec_dir=tmp_path,
+                           retry=False)
     assert [r.name for r in rows] == ["baseline", "reading:round_the_clock",
                                       "prior:handle_time=3-7"]
     # Round the clock more than doubles the line-hours: the truth can be larger.
@@ -108,7 +109,7 @@ def test_sensitivity_on_dask_workers(kss_path, tmp_path):
     assert rows[2].spec == "baseline-prior_handle_time_3_7"
     # Same seed, in this process instead: the same numbers (workers change nothing).
     again = run_sensitivity(kss_path, alternatives=("reading:round_the_clock",), draws=300,
-                            tune=300, chains=2, seed=1, workers=1)
+                            tune=300, chains=2, seed=1, workers=1, retry=False)
     assert again == rows[:2]
 
 
@@ -122,15 +123,20 @@ def test_cli_sensitivity_and_report_section(kss_path, tmp_path, capsys):
     code = main(["sensitivity", str(kss_path), "--vary", "structure:honest_claims=false",
                  "--draws", "200", "--tune", "200", "--chains", "2", "--workers", "1",
                  "--out", str(sens)])
-    assert code == 3  # 2 x 200 draws cannot pass the gate, and the exit code says so
     assert (sens / "specs" / "structure_honest_claims_false.toml").exists()
     data = json.loads((sens / "sensitivity.json").read_text(encoding="utf-8"))
     assert [r["name"] for r in data["rows"]] == ["baseline", "structure:honest_claims=false"]
+    # A fit that failed the gate was refitted once (the row says how); the exit code says
+    # whether any row still fails.
+    for r in data["rows"]:
+        assert r["gate_passed"] or "refit after the first failed the gate" in r["fit"]
+        assert r["fit"].startswith("2 x ")
+    assert code == (0 if all(r["gate_passed"] for r in data["rows"]) else 3)
     assert main(["sensitivity", str(kss_path), "--out", str(sens)]) == 2  # never overwritten
     assert "--force" in capsys.readouterr().err
     main(["report", str(run), "--sensitivity", str(sens)])
     md = (run / "report.md").read_text(encoding="utf-8")
-    assert "refitted under 1 alternatives" in md and "FAILED: do not quote" in md
+    assert "refitted under 1 alternatives" in md and "| gate | fit |" in md
     assert "Power-scaling sensitivity of this fit" in md
     assert "| true_enrolments_total |" in md
     assert "figures/sensitivity.png" in md

@@ -230,8 +230,14 @@ def _parser() -> argparse.ArgumentParser:
     sens.add_argument("--chains", type=_positive(int), default=4)
     sens.add_argument("--seed", type=int, default=0)
     sens.add_argument("--mass", type=_mass, default=0.9)
-    sens.add_argument("--workers", type=_positive(int), default=2,
-                      help="local Dask workers (default 2; 1 fits in this process)")
+    sens.add_argument("--target-accept", type=_unit_interval, default=0.95,
+                      help="NUTS target acceptance of every fit (default 0.95)")
+    sens.add_argument("--no-retry", action="store_true",
+                      help="do not refit a fit that fails the gate (default: refit it once, with "
+                      "target_accept 0.99 after divergences, else twice the draws)")
+    sens.add_argument("--workers", type=_positive(int),
+                      help="local Dask workers (default: one per 4 cores, at least 1; 1 fits in "
+                      "this process, sharing one compiled model between the case's readings)")
     sens.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
     sens.add_argument("--out", metavar="DIR", help="folder (default results/sensitivity-CASE_ID)")
     sens.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
@@ -307,6 +313,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _run_sensitivity(args: argparse.Namespace) -> int:
+    import os
     import tempfile
     from pathlib import Path
 
@@ -331,12 +338,15 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
         plan(args.case, args.spec, alternatives, specs / "check")  # bad input fails before any fit
         rows = run_sensitivity(args.case, args.spec, alternatives, draws=args.draws,
                                tune=args.tune, chains=args.chains, seed=args.seed,
-                               mass=args.mass, workers=args.workers, scheduler=args.scheduler,
-                               spec_dir=specs / "specs", progress=say)
+                               mass=args.mass, scheduler=args.scheduler,
+                               workers=args.workers or max(1, (os.cpu_count() or 1) // 4),
+                               spec_dir=specs / "specs", target_accept=args.target_accept,
+                               retry=not args.no_retry, progress=say)
         failed = [r.name for r in rows if not r.gate_passed]
         meta = {"case_file": str(Path(args.case).resolve()), "case_sha256": case.sha256,
                 "spec": args.spec, "alternatives": list(alternatives), "draws": args.draws,
                 "tune": args.tune, "chains": args.chains, "seed": args.seed, "mass": args.mass,
+                "target_accept": args.target_accept, "retry": not args.no_retry,
                 "seconds": round(time.perf_counter() - start, 1),
                 "command": ["truecount", *sys.argv[1:]]}
         write_outputs(out, rows, meta, specs / "specs",
@@ -416,6 +426,13 @@ def _mass(text: str) -> float:
     value: float = _positive(float)(text)
     if not value < 1:
         raise argparse.ArgumentTypeError(f"expected a probability mass in (0, 1), found {text!r}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    value: float = _positive(float)(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), found {text!r}")
     return value
 
 

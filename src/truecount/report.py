@@ -321,11 +321,12 @@ def _sensitivity(tree: xr.DataTree, case: Case,
                 c = r.claims[claim]
                 cells += [_iv(c["inflation"]), c["p_possible_text"]]
             cells.append("passed" if r.gate_passed else "**FAILED: do not quote**")
+            cells.append(r.fit)
             table.append(cells)
         header = ["alternative", "spec", "true enrolments"]
         for claim in claims:
             header += [f"inflation of {claim}", f"P({claim} possible)"]
-        b.append(("table", [*header, "gate"], table))
+        b.append(("table", [*header, "gate", "fit"], table))
         b.append(("ul", conclusions(rows)))
         b.append(("img", "sensitivity", "True enrolments and each claim's inflation under every "
                                         "alternative"))

@@ -84,6 +84,7 @@ class Row:
     gate_passed: bool
     true_enrolments: Interval
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fit: str = ""  # the sampler settings that gave this row, and whether it is a refit
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (intervals as dicts)."""
@@ -97,7 +98,7 @@ class Row:
         claims = {k: {**c, "inflation": Interval(**c["inflation"])}
                   for k, c in data["claims"].items()}
         return cls(data["name"], tuple(data["readings"]), data["spec"], bool(data["gate_passed"]),
-                   Interval(**data["true_enrolments"]), claims)
+                   Interval(**data["true_enrolments"]), claims, str(data.get("fit", "")))
 
 
 _PRIOR = re.compile(r"^(?P<name>\w+)=(?P<lower>[0-9.eE+]+)-(?P<upper>[0-9.eE+]+)"
@@ -185,23 +186,48 @@ class Task:
     seed: int
     mass: float
     cores: int | None = None
+    target_accept: float = 0.95
+    retry: bool = True
+
+
+#: A fit that fails the gate is refitted once: at this target acceptance if it had divergent
+#: transitions (smaller steps), otherwise with twice the draws (too few effective draws).
+RETRY_TARGET_ACCEPT = 0.99
 
 
 def fit_alternative(task: Task) -> Row:
-    """Fit ``task`` with this process's compiled model for its spec and summarise it."""
+    """Fit ``task`` with this process's compiled model for its spec and summarise it.
+
+    With ``task.retry``, a fit that fails the diagnostics gate is refitted once, with smaller
+    steps (divergences) or twice the draws (low ESS); the row says so. The refit is gated too.
+    """
     from truecount.diagnostics import gate
     from truecount.runner import compiled
 
     fitter, case = compiled(task.case, task.spec, task.readings)
-    tree = fitter.fit(case, draws=task.draws, tune=task.tune, chains=task.chains,
-                      seed=task.seed, cores=task.cores)
+    draws, target_accept = task.draws, task.target_accept
+    tree = fitter.fit(case, draws=draws, tune=task.tune, chains=task.chains, seed=task.seed,
+                      cores=task.cores, target_accept=target_accept)
     verdict = gate(tree)
+    refit = ""
+    if not verdict.passed and task.retry:
+        why = (f"{verdict.divergences} divergences" if verdict.divergences
+               else "low ESS or high R-hat")
+        if verdict.divergences:
+            target_accept = max(target_accept, RETRY_TARGET_ACCEPT)
+        else:
+            draws *= 2
+        tree = fitter.fit(case, draws=draws, tune=task.tune, chains=task.chains,
+                          seed=task.seed, cores=task.cores, target_accept=target_accept)
+        verdict = gate(tree)
+        refit = f"; refit after the first failed the gate ({why})"
+    settings = (f"{task.chains} x {draws:,} draws, target_accept {target_accept:g}{refit}")
     table = quantity_table(tree, verdict, tuple(sorted({0.9, 0.95, task.mass})))
     summary = summarize(tree, verdict, table, mass=task.mass)
     claims = {c.id: {"value": c.value, "inflation": c.inflation, "p_possible": c.p_possible,
                      "p_possible_text": c.p_possible_text} for c in summary.claims}
     return Row(task.name, task.readings, fitter.spec.id, verdict.passed, summary.true_enrolments,
-               claims)
+               claims, settings)
 
 
 def plan(case_path: str | Path, base_spec: str, alternatives: tuple[str, ...], spec_dir: Path,
@@ -237,12 +263,13 @@ def run_sensitivity(case_path: str | Path, base_spec: str = "baseline",
                     alternatives: tuple[str, ...] = DEFAULT_ALTERNATIVES, *, draws: int = 2000,
                     tune: int = 1000, chains: int = 4, seed: int = 0, mass: float = 0.9,
                     workers: int = 1, scheduler: str | None = None, spec_dir: Path | None = None,
+                    target_accept: float = 0.95, retry: bool = True,
                     progress: Any = None) -> list[Row]:
     """Fit the baseline and every alternative (rows in that order) on the parallel runner.
 
     ``workers == 1`` without a scheduler fits in this process, reusing one compiled model per spec;
     otherwise every Dask worker compiles the specs it is given once. Each fit's chains run on
-    ``cpu_count // workers`` cores.
+    ``cpu_count // workers`` cores. ``retry``: see :func:`fit_alternative`.
     """
     from truecount.runner import run_tasks
 
@@ -255,7 +282,7 @@ def run_sensitivity(case_path: str | Path, base_spec: str = "baseline",
         cores = None if workers == 1 and scheduler is None else max(
             1, (os.cpu_count() or 1) // workers)
         tasks = [Task(name, str(Path(case_path).resolve()), readings, spec, draws, tune, chains,
-                      seed, mass, cores) for name, readings, spec in plans]
+                      seed, mass, cores, target_accept, retry) for name, readings, spec in plans]
         rows = run_tasks(fit_alternative, tasks, workers=workers, scheduler=scheduler,
                          on_result=lambda row, n: say(
                              f"{n}/{len(tasks)} fitted: {row.name}"
@@ -311,7 +338,7 @@ def table_rows(rows: list[Row]) -> list[dict[str, Any]]:
     for r in rows:
         row: dict[str, Any] = {
             "alternative": r.name, "spec": r.spec, "readings": "+".join(r.readings),
-            "gate_passed": r.gate_passed, "true_median": r.true_enrolments.median,
+            "gate_passed": r.gate_passed, "fit": r.fit, "true_median": r.true_enrolments.median,
             "true_lower": r.true_enrolments.lower, "true_upper": r.true_enrolments.upper}
         for claim, c in r.claims.items():
             row[f"{claim}_inflation_median"] = c["inflation"].median
@@ -368,6 +395,9 @@ def render(rows: list[Row]) -> str:
             parts.append(f"{claim} x{format_number(iv.median)} ({format_number(iv.lower)}-"
                          f"{format_number(iv.upper)}), P(possible) {c['p_possible_text']}")
         lines.append("; ".join(parts) + ("" if r.gate_passed else "  [UNCONVERGED]"))
+    refits = [f"  {r.name}: {r.fit}" for r in rows if "refit" in r.fit]
+    if refits:
+        lines += ["", "Refitted after failing the diagnostics gate (the row is the refit):", *refits]
     return "\n".join(lines)
 
 
