@@ -67,6 +67,19 @@ def test_plan_checks_every_input_and_skips_missing_readings(tmp_path, kss_path):
     assert (tmp_path / "prior_handle_time_1-20.toml").exists()
     with pytest.raises(InputError):
         plan(kss_path, "baseline", ("spec:does_not_exist",), tmp_path)
+    with pytest.raises(InputError, match="nope"):  # a reading the user named must exist
+        plan(kss_path, "baseline", ("reading:nope",), tmp_path, strict=True)
+
+
+def test_cli_refuses_bad_alternatives_and_too_few_draws(kss_path, tmp_path, capsys):
+    from truecount.cli import main
+
+    for args in (["--vary", "reading:nope"], ["--vary", "prior:handle_time=5-1"],
+                 ["--draws", "5"]):
+        assert main(["sensitivity", str(kss_path), "--out", str(tmp_path / "s"), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("truecount: error: ")
+    assert not (tmp_path / "s").exists()
 
 
 def test_conclusions_name_what_changes_and_leave_out_unconverged():

@@ -327,6 +327,7 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
         write_outputs,
     )
 
+    _check_draws(args.draws)
     case = load_case(args.case)
     alternatives = tuple(args.vary) or DEFAULT_ALTERNATIVES
     out = Path(args.out) if args.out else Path("results") / f"sensitivity-{case.id}"
@@ -335,13 +336,14 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="truecount-specs-") as scratch:
         specs = Path(scratch)
-        plan(args.case, args.spec, alternatives, specs / "check")  # bad input fails before any fit
+        strict = bool(args.vary)  # a reading the user named must exist; shipped ones may not
+        plan(args.case, args.spec, alternatives, specs / "check", strict=strict)  # before any fit
         rows = run_sensitivity(args.case, args.spec, alternatives, draws=args.draws,
                                tune=args.tune, chains=args.chains, seed=args.seed,
                                mass=args.mass, scheduler=args.scheduler,
                                workers=args.workers or max(1, (os.cpu_count() or 1) // 4),
                                spec_dir=specs / "specs", target_accept=args.target_accept,
-                               retry=not args.no_retry, progress=say)
+                               retry=not args.no_retry, strict=strict, progress=say)
         failed = [r.name for r in rows if not r.gate_passed]
         meta = {"case_file": str(Path(args.case).resolve()), "case_sha256": case.sha256,
                 "spec": args.spec, "alternatives": list(alternatives), "draws": args.draws,
@@ -436,6 +438,12 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+def _check_draws(draws: int) -> None:
+    if draws < MIN_DRAWS:
+        raise InputError("--draws", "", str(draws), f"at least {MIN_DRAWS} kept draws per chain",
+                         "Fewer cannot give a meaningful R-hat or ESS; the default is 2000.")
+
+
 def _run_fit(args: argparse.Namespace) -> int:
     # Everything a user wrote is checked before the expensive part.
     from pathlib import Path
@@ -443,10 +451,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from truecount.runs import check_writable, write_run
     from truecount.spec import load_spec
 
-    if args.draws < MIN_DRAWS:
-        raise InputError("--draws", "", str(args.draws), f"at least {MIN_DRAWS} kept draws per "
-                         "chain", "Fewer cannot give a meaningful R-hat or ESS; the default is "
-                         "2000.")
+    _check_draws(args.draws)
     case = load_case(args.case, args.reading)
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("results") / case.id

@@ -231,11 +231,12 @@ def fit_alternative(task: Task) -> Row:
 
 
 def plan(case_path: str | Path, base_spec: str, alternatives: tuple[str, ...], spec_dir: Path,
-         say: Any = None) -> list[tuple[str, tuple[str, ...], str]]:
+         say: Any = None, strict: bool = False) -> list[tuple[str, tuple[str, ...], str]]:
     """(name, readings, spec path) of the baseline and every alternative, all inputs checked.
 
     Specs of alternatives given on the command line are written into ``spec_dir``. Alternatives
-    whose readings the case lacks are skipped (the shipped ones name KSS's readings).
+    whose readings the case lacks are skipped with a message (the shipped ones name KSS's
+    readings), or refused with ``strict`` (alternatives a user named).
     """
     say = say or (lambda text: None)
     case = load_case(case_path)
@@ -243,7 +244,7 @@ def plan(case_path: str | Path, base_spec: str, alternatives: tuple[str, ...], s
     plans: list[tuple[str, tuple[str, ...], str]] = [("baseline", (), base)]
     for text in alternatives:
         alt = parse_alternative(text, base_spec)
-        if any(r not in case.readings for r in alt.readings):
+        if any(r not in case.readings for r in alt.readings) and not strict:
             say(f"skipping {text}: the case defines no such reading")
             continue
         if alt.generated:
@@ -263,13 +264,14 @@ def run_sensitivity(case_path: str | Path, base_spec: str = "baseline",
                     alternatives: tuple[str, ...] = DEFAULT_ALTERNATIVES, *, draws: int = 2000,
                     tune: int = 1000, chains: int = 4, seed: int = 0, mass: float = 0.9,
                     workers: int = 1, scheduler: str | None = None, spec_dir: Path | None = None,
-                    target_accept: float = 0.95, retry: bool = True,
+                    target_accept: float = 0.95, retry: bool = True, strict: bool = False,
                     progress: Any = None) -> list[Row]:
     """Fit the baseline and every alternative (rows in that order) on the parallel runner.
 
     ``workers == 1`` without a scheduler fits in this process, reusing one compiled model per spec;
     otherwise every Dask worker compiles the specs it is given once. Each fit's chains run on
-    ``cpu_count // workers`` cores. ``retry``: see :func:`fit_alternative`.
+    ``cpu_count // workers`` cores. ``retry``: see :func:`fit_alternative`; ``strict``: see
+    :func:`plan`.
     """
     from truecount.runner import run_tasks
 
@@ -278,7 +280,8 @@ def run_sensitivity(case_path: str | Path, base_spec: str = "baseline",
     if spec_dir is None:
         scratch = Path(tempfile.mkdtemp(prefix="truecount-specs-"))
     try:
-        plans = plan(case_path, base_spec, alternatives, spec_dir or scratch or Path(), say)
+        plans = plan(case_path, base_spec, alternatives, spec_dir or scratch or Path(), say,
+                     strict)
         cores = None if workers == 1 and scheduler is None else max(
             1, (os.cpu_count() or 1) // workers)
         tasks = [Task(name, str(Path(case_path).resolve()), readings, spec, draws, tune, chains,
