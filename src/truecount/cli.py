@@ -478,7 +478,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
-        print(render_summary(summary, tree.attrs, out))
+        print(render_summary(summary, tree.attrs, out, report=not args.no_report))
     return 0 if verdict.passed else EXIT_UNCONVERGED
 
 
@@ -574,7 +574,7 @@ def _run_rerun(args: argparse.Namespace) -> int:
     return EXIT_MISMATCH
 
 
-def render_summary(summary: Any, attrs: Any, out: Any) -> str:
+def render_summary(summary: Any, attrs: Any, out: Any, report: bool = True) -> str:
     """The headline of a fit as plain text; every line stamped if the gate failed."""
     lines = [
         f"{summary.case_id} under spec {summary.spec_id}: seed {summary.seed}, {summary.chains} "
@@ -595,7 +595,8 @@ def render_summary(summary: Any, attrs: Any, out: Any) -> str:
         )
     for t in summary.thresholds:
         lines.append(f"P(true enrolments < {t['threshold']:,.0f}) = {t['text']}")
-    lines += ["", summary.gate_text, f"Posterior, summary and report written to {out}/"]
+    written = "Posterior, summary and report" if report else "Posterior and summary (no report)"
+    lines += ["", summary.gate_text, f"{written} written to {out}/"]
     if summary.stamp:
         lines = [f"[{summary.stamp}]", *[f"UNCONVERGED | {line}" for line in lines]]
     return "\n".join(lines)

@@ -211,8 +211,8 @@ def fit_alternative(task: Task) -> Row:
     verdict = gate(tree)
     refit = ""
     if not verdict.passed and task.retry:
-        why = (f"{verdict.divergences} divergences" if verdict.divergences
-               else "low ESS or high R-hat")
+        n = verdict.divergences
+        why = f"{n} divergent transition{'s' if n != 1 else ''}" if n else "low ESS or high R-hat"
         if verdict.divergences:
             target_accept = max(target_accept, RETRY_TARGET_ACCEPT)
         else:
