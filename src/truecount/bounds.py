@@ -91,17 +91,14 @@ def override_channels(
 
 def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> CapacityResult:
     """Capacity of every channel of ``case`` and what each claim requires, at ``handle_time``."""
-    tz = case.tz
     channels = [_channel_bound(c, handle_time) for c in case.channels]
     per_day = sum(c.line_hours_per_day for c in case.channels)
-    claims = []
-    for claim in case.claims:
-        before = sum(
-            c.servers * sum(c.open_hours_before(d, claim.time, tz) for d in c.days)
-            for c in case.channels
-        )
-        claims.append(_claim_bound(claim.id, claim.value, claim.when, before, per_day,
-                                   handle_time))
+    # Line-hours before each claim: the exposure the model uses, so the two cannot disagree.
+    ds = case.to_dataset()
+    line_hours = ds.servers.values[:, None] * ds.open_hours.values  # (channel, day)
+    before = (ds.claim_exposure.values * line_hours).sum(axis=(1, 2))
+    claims = [_claim_bound(claim.id, claim.value, claim.when, float(b), per_day, handle_time)
+              for claim, b in zip(case.claims, before, strict=True)]
     statements = [
         {"id": s.id, "value": s.value, "unit": s.unit, "about": s.about, "source": s.cited.source}
         for s in case.statements
