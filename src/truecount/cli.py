@@ -332,6 +332,7 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
     alternatives = tuple(args.vary) or DEFAULT_ALTERNATIVES
     out = Path(args.out) if args.out else Path("results") / f"sensitivity-{case.id}"
     check_writable(out, force=args.force)
+    args.target = (out, _identity(out))  # an interruption says whether out was touched
     say = lambda text: print(f"truecount: {text}", file=sys.stderr)  # noqa: E731
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="truecount-specs-") as scratch:
