@@ -313,7 +313,10 @@ def _sensitivity(tree: xr.DataTree, case: Case,
                        f"{meta.get('seed')}, {meta.get('chains')} chains x {meta.get('draws'):,} "
                        f"draws each; {rows[0].true_enrolments.mass:.0%} equal-tailed intervals). "
                        "A fit that failed the diagnostics gate is marked and left out of the "
-                       "conclusions."))
+                       "conclusions."
+                       + (f" Note: this report's fit reads the case with "
+                          f"{', '.join(case.applied_readings)}; the sensitivity baseline reads it "
+                          "as stated." if case.applied_readings else "")))
         table = []
         for r in rows:
             cells = [r.name, r.spec, _iv(r.true_enrolments)]
