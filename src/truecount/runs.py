@@ -22,7 +22,8 @@ import platform
 import shutil
 import sys
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -128,13 +129,7 @@ def write_run(out: Path, tree: xr.DataTree, summary: Summary, gate_result: GateR
               extra: Callable[[Path], Any] | None = None) -> Path:
     """Write the run folder atomically (``extra(folder)`` adds files, e.g. the report)."""
     check_writable(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with written_whole(out) as tmp:
         tree.attrs.update(gate_passed=int(gate_result.passed), gate_text=gate_result.text,
                           stamp=summary.stamp or "")
         tree.to_netcdf(tmp / POSTERIOR, engine="h5netcdf")
@@ -151,19 +146,36 @@ def write_run(out: Path, tree: xr.DataTree, summary: Summary, gate_result: GateR
                 shutil.copy2(source, target)
         if extra is not None:
             extra(tmp)
+    return out
+
+
+@contextmanager
+def written_whole(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write into, renamed to ``out`` when the block ends.
+
+    An existing ``out`` is untouched until the block has finished without error, then replaced.
+    Whatever stops us (an error, Ctrl-C, the CLI's SIGTERM exception): until the new folder is
+    renamed in, the old one goes back; after, the old one is removed. No temporary folder is left.
+    The caller checks ``--force`` first (:func:`check_writable`).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
         if out.exists():
             out.rename(old)
         tmp.rename(out)
     finally:
-        # Whatever stopped us (an error, Ctrl-C, the CLI's SIGTERM exception): until the new
-        # folder is renamed in, the old one goes back; after, the old one is removed.
         if tmp.exists():
             if old.exists() and not out.exists():
                 old.rename(out)
             shutil.rmtree(tmp)
         if old.exists():
             shutil.rmtree(old)
-    return out
 
 
 def load_run(folder: Path) -> tuple[xr.DataTree, Case, Spec, dict[str, Any]]:

@@ -450,10 +450,9 @@ def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Pa
     import pandas as pd
 
     from truecount.figures import figure_png
+    from truecount.runs import written_whole
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with written_whole(out) as tmp:
         text = render(rows) + "\n\n" + "\n".join(conclusions(rows))
         data = {**meta, "rows": [r.to_dict() for r in rows], "conclusions": conclusions(rows)}
         (tmp / RESULTS_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -462,16 +461,6 @@ def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Pa
         (tmp / "forest.png").write_bytes(figure_png(forest_plot(rows, stamp)))
         if spec_dir is not None and spec_dir.exists() and any(spec_dir.iterdir()):
             shutil.copytree(spec_dir, tmp / "specs")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
