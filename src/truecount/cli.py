@@ -321,7 +321,6 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
     from truecount.sensitivity import (
         DEFAULT_ALTERNATIVES,
         conclusions,
-        plan,
         render,
         run_sensitivity,
         write_outputs,
@@ -337,14 +336,14 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="truecount-specs-") as scratch:
         specs = Path(scratch)
-        strict = bool(args.vary)  # a reading the user named must exist; shipped ones may not
-        plan(args.case, args.spec, alternatives, specs / "check", strict=strict)  # before any fit
+        # Every alternative is checked (run_sensitivity's plan) before the first fit; a reading
+        # the user named must exist, while shipped alternatives the case cannot read are skipped.
         rows = run_sensitivity(args.case, args.spec, alternatives, draws=args.draws,
                                tune=args.tune, chains=args.chains, seed=args.seed,
                                mass=args.mass, scheduler=args.scheduler,
                                workers=args.workers or max(1, (os.cpu_count() or 1) // 4),
-                               spec_dir=specs / "specs", target_accept=args.target_accept,
-                               retry=not args.no_retry, strict=strict, progress=say)
+                               spec_dir=specs, target_accept=args.target_accept,
+                               retry=not args.no_retry, strict=bool(args.vary), progress=say)
         failed = [r.name for r in rows if not r.gate_passed]
         meta = {"case_file": str(Path(args.case).resolve()), "case_sha256": case.sha256,
                 "spec": args.spec, "alternatives": list(alternatives), "draws": args.draws,
@@ -352,7 +351,7 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
                 "target_accept": args.target_accept, "retry": not args.no_retry,
                 "seconds": round(time.perf_counter() - start, 1),
                 "command": ["truecount", *sys.argv[1:]]}
-        write_outputs(out, rows, meta, specs / "specs",
+        write_outputs(out, rows, meta, specs,
                       stamp="UNCONVERGED fits in red: " + ", ".join(failed) if failed else None)
     print(render(rows) + "\n\n" + "\n".join(conclusions(rows)))
     print(f"\n{len(rows)} fits in {time.perf_counter() - start:.0f} s; written to {out}/")
@@ -425,18 +424,17 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mass(text: str) -> float:
-    value: float = _positive(float)(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability mass in (0, 1), found {text!r}")
-    return value
+def _between_0_and_1(what: str) -> Any:
+    def convert(text: str) -> float:
+        value: float = _positive(float)(text)
+        if not value < 1:
+            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1), found {text!r}")
+        return value
+    return convert
 
 
-def _unit_interval(text: str) -> float:
-    value: float = _positive(float)(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), found {text!r}")
-    return value
+_mass = _between_0_and_1("a probability mass")
+_unit_interval = _between_0_and_1("a number")
 
 
 def _check_draws(draws: int) -> None:

@@ -257,3 +257,14 @@ def reported_failure(failed_share: np.ndarray, params: dict[str, Any]) -> np.nda
     """Probability that a report describes a failure: ``psi f / (psi f + 1 - f)``."""
     bias = np.asarray(params.get("report_bias_odds", 1.0), float)[..., None]
     return np.asarray(bias * failed_share / (bias * failed_share + 1.0 - failed_share))
+
+
+def evidence_failure(failed_share: np.ndarray, params: dict[str, Any],
+                     evidence_channel: np.ndarray) -> np.ndarray:
+    """Per evidence item, the probability that one of its reports describes a failure.
+
+    ``(..., evidence)``: :func:`reported_failure` of the channel the item is about (the model's
+    ``dot(evidence_channel, reported)``), unclipped.
+    """
+    return np.asarray(np.einsum("ec,...c->...e", evidence_channel,
+                                reported_failure(failed_share, params)))

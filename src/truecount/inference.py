@@ -35,10 +35,10 @@ from truecount.forward import (
     claims_from_funnel,
     deterministics,
     draw_parameters,
+    evidence_failure,
     model_inputs,
     model_structure,
     realize_counts,
-    reported_failure,
 )
 from truecount.model import build_model, model_info
 from truecount.spec import Spec
@@ -328,8 +328,8 @@ class Fitter:
         if self.info.structure["has_evidence"]:
             from scipy import stats
 
-            p = reported_failure(draws_ds["failed_share"].values, params)
-            p_evidence = np.clip(np.einsum("ec,...c->...e", inputs["evidence_channel"], p),
+            p_evidence = np.clip(evidence_failure(draws_ds["failed_share"].values, params,
+                                                  inputs["evidence_channel"]),
                                  1e-12, 1.0 - 1e-12)  # as the model clips it
             like["evidence_reports_failed"] = ((*sd, "evidence"), stats.binom.logpmf(
                 inputs["evidence_failed"], inputs["evidence_reports"], p_evidence))
@@ -374,8 +374,7 @@ class Fitter:
         draws_ds = xr.Dataset(data, coords=coords | sample_coords)
         predictive: dict[str, Any] = {"claim_value": ((*sd, "claim"), claims)}
         if structure["has_evidence"]:
-            p = reported_failure(det["failed_share"], params)  # (..., channel)
-            p_evidence = np.einsum("ec,...c->...e", inputs["evidence_channel"], p)
+            p_evidence = evidence_failure(det["failed_share"], params, inputs["evidence_channel"])
             predictive["evidence_reports_failed"] = (
                 (*sd, "evidence"), rng.binomial(inputs["evidence_reports"].astype(np.int64),
                                                 np.clip(p_evidence, 0.0, 1.0)))
