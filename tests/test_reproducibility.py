@@ -46,7 +46,7 @@ def _fake_run(kss_path: Path, baseline_path: Path) -> tuple:
     verdict = SimpleNamespace(passed=True, text="ok", table=pd.DataFrame({"r_hat": [1.0]}))
     info = {"case_file": str(case.path.resolve()), "case_sha256": case.sha256, "readings": [],
             "spec_file": str(spec.path.resolve()), "spec_files": [str(spec.path.resolve())],
-            "spec_sha256": spec.sha256}
+            "spec_sha256": spec.sha256, "seed": 0, "draws": 3, "tune": 3, "chains": 2}
     return tree, summary, verdict, info
 
 
@@ -54,6 +54,7 @@ def _old_folder(parent: Path) -> Path:
     out = parent / "run"
     out.mkdir()
     (out / "marker.txt").write_text("old", encoding="utf-8")
+    (out / RUN).write_text("{}", encoding="utf-8")  # a run folder: --force may replace it
     return out
 
 
@@ -89,7 +90,7 @@ def test_interrupted_while_writing_leaves_the_folder_as_it_was(tmp_path, kss_pat
         write_run(out, tree, summary, verdict, info, force=True, extra=report)
     assert _leftovers(tmp_path) == []
     if existing:
-        assert sorted(p.name for p in out.iterdir()) == ["marker.txt"]
+        assert sorted(p.name for p in out.iterdir()) == ["marker.txt", RUN]
     else:
         assert not out.exists()
 
@@ -109,7 +110,7 @@ def test_interrupted_between_the_two_renames_restores_the_old_folder(tmp_path, k
     with pytest.raises(KeyboardInterrupt):
         write_run(out, tree, summary, verdict, info, force=True)
     assert (out / "marker.txt").read_text(encoding="utf-8") == "old"
-    assert sorted(p.name for p in out.iterdir()) == ["marker.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["marker.txt", RUN]
     assert _leftovers(tmp_path) == []
 
 
@@ -325,7 +326,7 @@ def test_a_fit_killed_while_sampling_leaves_the_folder_as_it_was(tmp_path, kss_p
     assert stdout == ""
     assert _leftovers(tmp_path) == []
     if existing:
-        assert sorted(p.name for p in out.iterdir()) == ["marker.txt"]
+        assert sorted(p.name for p in out.iterdir()) == ["marker.txt", RUN]
         assert (out / "marker.txt").read_text(encoding="utf-8") == "old"
     else:
         assert not out.exists()

@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TruecountError as exc:
         print(f"truecount: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # a full disk, a folder removed under us: what failed, in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"truecount: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except (KeyboardInterrupt, Terminated) as exc:
         print(_interrupted(args), file=sys.stderr)
         return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
@@ -313,25 +317,28 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _run_sensitivity(args: argparse.Namespace) -> int:
-    import os
-    import tempfile
     from pathlib import Path
 
-    from truecount.runs import check_writable
-    from truecount.sensitivity import (
-        DEFAULT_ALTERNATIVES,
-        conclusions,
-        render,
-        run_sensitivity,
-        write_outputs,
-    )
+    from truecount.runs import claimed
+    from truecount.sensitivity import DEFAULT_ALTERNATIVES, RESULTS_FILE
 
     _check_draws(args.draws)
     case = load_case(args.case)
     alternatives = tuple(args.vary) or DEFAULT_ALTERNATIVES
     out = Path(args.out) if args.out else Path("results") / f"sensitivity-{case.id}"
-    check_writable(out, force=args.force)
-    args.target = (out, _identity(out))  # an interruption says whether out was touched
+    with claimed(out, args.force, RESULTS_FILE, say=_note):
+        args.target = (out, _identity(out))  # an interruption says whether out was touched
+        return _sensitivity_into(args, case, alternatives, out)
+
+
+def _sensitivity_into(args: argparse.Namespace, case: Any, alternatives: tuple[str, ...],
+                      out: Any) -> int:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from truecount.sensitivity import conclusions, render, run_sensitivity, write_outputs
+
     say = lambda text: print(f"truecount: {text}", file=sys.stderr)  # noqa: E731
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="truecount-specs-") as scratch:
@@ -351,7 +358,7 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
                 "target_accept": args.target_accept, "retry": not args.no_retry,
                 "seconds": round(time.perf_counter() - start, 1),
                 "command": ["truecount", *sys.argv[1:]]}
-        write_outputs(out, rows, meta, specs,
+        write_outputs(out, rows, meta, specs, force=args.force,
                       stamp="UNCONVERGED fits in red: " + ", ".join(failed) if failed else None)
     print(render(rows) + "\n\n" + "\n".join(conclusions(rows)))
     print(f"\n{len(rows)} fits in {time.perf_counter() - start:.0f} s; written to {out}/")
@@ -444,18 +451,29 @@ def _check_draws(draws: int) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    # Everything a user wrote is checked before the expensive part.
+    # Everything a user wrote is checked before the expensive part, the output folder included.
     from pathlib import Path
 
-    from truecount.runs import check_writable, write_run
+    from truecount.runs import RUN, claimed, expected_bytes
     from truecount.spec import load_spec
 
     _check_draws(args.draws)
     case = load_case(args.case, args.reading)
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("results") / case.id
-    check_writable(out, args.force)
-    args.target = (out, _identity(out))  # an interruption says whether out was touched
+    need = expected_bytes(case.to_dataset(), args.chains, args.draws)
+    with claimed(out, args.force, RUN, need, say=_note):
+        args.target = (out, _identity(out))  # an interruption says whether out was touched
+        return _fit_into(args, case, spec, out)
+
+
+def _note(text: str) -> None:
+    print(f"truecount: note: {text}", file=sys.stderr)
+
+
+def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
+    from truecount.runs import write_run
+
     for warning in case.warnings():
         print(f"truecount: warning: {warning}", file=sys.stderr)
     options = _options(args)
@@ -513,31 +531,30 @@ def _recorded_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_rerun(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
     from pathlib import Path
 
-    import xarray as xr
-
-    from truecount.report import ReportOptions, write_report
-    from truecount.runs import (
-        POSTERIOR,
-        SUMMARY,
-        check_writable,
-        compare,
-        environment_differences,
-        rerun_inputs,
-        run_info,
-        write_run,
-    )
+    from truecount.runs import RUN, claimed, expected_bytes, read_summary, rerun_inputs
 
     folder = Path(args.run_dir)
     case, spec, info, notes = rerun_inputs(folder)
+    old_summary = read_summary(folder)  # checked before the refit, not after
     out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.resolve() == folder.resolve():
-            raise InputError("--out", "", f"{str(out)!r} (the run folder being rerun)",
-                             "another folder")
-        check_writable(out, args.force)
-        args.target = (out, _identity(out))
+    if out is not None and out.resolve() == folder.resolve():
+        raise InputError("--out", "", f"{str(out)!r} (the run folder being rerun)",
+                         "another folder")
+    need = expected_bytes(case.to_dataset(), info["chains"], info["draws"])
+    with claimed(out, args.force, RUN, need, say=_note) if out is not None else nullcontext():
+        if out is not None:
+            args.target = (out, _identity(out))
+        return _rerun_into(args, folder, case, spec, info, notes, old_summary, out)
+
+
+def _rerun_into(args: argparse.Namespace, folder: Any, case: Any, spec: Any, info: dict[str, Any],
+                notes: list[str], old_summary: dict[str, Any], out: Any) -> int:
+    from truecount.report import ReportOptions, write_report
+    from truecount.runs import compare, environment_differences, open_posterior, run_info, write_run
+
     for note in notes:
         print(f"truecount: note: {note}", file=sys.stderr)
     for diff in environment_differences(info.get("environment")):
@@ -548,9 +565,8 @@ def _run_rerun(args: argparse.Namespace) -> int:
     tree, verdict, summary = _fit_case(
         case, spec, options, seed=info["seed"], draws=info["draws"], tune=info["tune"],
         chains=info["chains"], target_accept=info.get("target_accept"))
-    old_summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
     new_summary = json.loads(json.dumps(summary.to_dict()))
-    with xr.open_datatree(folder / POSTERIOR, engine="h5netcdf") as old:
+    with open_posterior(folder) as old:
         names = tuple(sorted({*old["posterior"].data_vars, *tree["posterior"].data_vars}))
         diffs = compare(old_summary, new_summary, old, tree, names)
     if out is not None:

@@ -441,18 +441,19 @@ def _psense_words(prior: float, likelihood: float) -> str:
 
 
 def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Path | None = None,
-                  stamp: str | None = None) -> Path:
+                  stamp: str | None = None, force: bool = False) -> Path:
     """Write a sensitivity folder (JSON, CSV, text, forest plot, generated specs) into ``out``.
 
-    ``out`` must not exist or be empty (the CLI checks ``--force`` first); files are written to a
-    temporary folder beside it and renamed into place, so an interruption leaves no half of one.
+    ``out`` must not exist or be empty, or, with ``force``, be a sensitivity folder (the CLI
+    claims it before fitting, :func:`truecount.runs.claimed`); files are written to a temporary
+    folder beside it and renamed into place, so an interruption leaves no half of one.
     """
     import pandas as pd
 
     from truecount.figures import figure_png
-    from truecount.runs import written_whole
+    from truecount.runs import claimed
 
-    with written_whole(out) as tmp:
+    with claimed(out, force, RESULTS_FILE) as claim, claim.written_whole() as tmp:
         text = render(rows) + "\n\n" + "\n".join(conclusions(rows))
         data = {**meta, "rows": [r.to_dict() for r in rows], "conclusions": conclusions(rows)}
         (tmp / RESULTS_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
