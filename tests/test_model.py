@@ -24,6 +24,20 @@ def test_pytensor_and_numpy_erlang_b_agree():
         np.testing.assert_allclose(f(loads), capacity.erlang_b(servers, loads), rtol=1e-12)
 
 
+def test_erlang_b_and_its_gradient_are_finite_at_any_load():
+    # A long campaign's fading demand reaches loads of 1e-80 Erlangs; the older recursion in 1/B
+    # overflowed there and its gradient was NaN (4,178 divergences on a 366-day window).
+    load = pt.dvector("load")
+    blocking = erlang_b_pt(6, load)
+    f = pytensor.function([load], [blocking, pytensor.grad(blocking.sum(), load)])
+    loads = np.array([1e-300, 1e-80, 1e-40, 1e-3, 6.0, 1e6, 1e300])
+    value, grad = f(loads)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(value, capacity.erlang_b(6, loads), rtol=1e-12)
+    assert grad[2] == pytest.approx(6 * 1e-40**5 / 720, rel=1e-12)  # d/dA A^6/6! at small A
+    assert np.all(grad >= 0)
+
+
 def test_model_has_named_dimensions(kss_model):
     assert set(kss_model.coords) >= {"channel", "day", "claim", "evidence"}
     assert kss_model.named_vars_to_dims["blocking"] == ("channel", "day")

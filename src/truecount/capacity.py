@@ -15,12 +15,16 @@ share of attempts lost is the Erlang-B blocking probability
 
 which depends on the handle-time distribution only through its mean (the insensitivity of the
 M/G/c/c queue). It is computed by the stable recursion
+:math:`B(k, A) = A B(k-1, A) / (k + A B(k-1, A))`, :math:`B(0, A) = 1`, on the log scale:
 
 .. math::
 
-    \frac{1}{B(k, A)} = 1 + \frac{k}{A} \frac{1}{B(k-1, A)}, \qquad B(0, A) = 1,
+    \log B(k, A) = -\operatorname{softplus}\bigl(\log k - \log A - \log B(k-1, A)\bigr),
+    \qquad \operatorname{softplus}(x) = \log(1 + e^x),
 
-which never forms a factorial or a large power.
+which never forms a factorial, a large power or a large intermediate, and takes the load on the
+log scale, so that neither it nor its derivative overflows or underflows into NaN however small
+the load (a long campaign's fading demand), however large, or however many the lines.
 
 References
 ----------
@@ -45,11 +49,12 @@ __all__ = [
     "carried_load",
     "erlang_b",
     "erlang_b_closed_form",
-    "inverse_blocking",
+    "log_blocking",
     "max_registrations",
     "offered_load",
     "required_days",
     "required_handle_time",
+    "softplus",
 ]
 
 
@@ -76,9 +81,9 @@ def erlang_b(servers: int, load: ArrayLike) -> FloatArray:
 
     Notes
     -----
-    Uses :math:`1/B_k = 1 + (k/A)/B_{k-1}`, :math:`B_0 = 1`: every term is positive, so there is no
-    cancellation, and no factorial is formed. The model's PyTensor version
-    (:func:`truecount.model.erlang_b_pt`) unrolls the same recursion.
+    Uses :func:`log_blocking`, the recursion :math:`B_k = A B_{k-1} / (k + A B_{k-1})` on the log
+    scale; the model's PyTensor version (:func:`truecount.model.erlang_b_pt`) unrolls the same
+    function.
 
     Examples
     --------
@@ -93,22 +98,33 @@ def erlang_b(servers: int, load: ArrayLike) -> FloatArray:
     a = np.asarray(load, dtype=float)
     if np.any(a < 0) or np.any(np.isnan(a)):
         raise ValueError("load must be >= 0 and not NaN")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # At A = 0, k / A = inf makes B = 0 (nothing is blocked); at A = inf, B = 1.
-        return _floats(1.0 / inverse_blocking(int(servers), a, np.ones_like(a)))
+    with np.errstate(divide="ignore"):  # log 0 = -inf is meant: no load, nothing blocked
+        log_load = np.log(a)
+    return _floats(np.broadcast_to(np.exp(log_blocking(int(servers), log_load, softplus)),
+                                   a.shape))
 
 
-def inverse_blocking(servers: int, load: Any, one: Any) -> Any:
-    """``1 / B(servers, load)`` by the recursion :math:`1/B_k = 1 + (k/A)/B_{k-1}`, :math:`1/B_0 = 1`.
+def log_blocking(servers: int, log_load: Any, softplus: Any) -> Any:
+    r"""``log B(servers, A)`` from ``log A`` by the recursion on the log scale (module docstring).
 
-    Written with ``+``, ``*`` and ``/`` only, so that the same definition serves NumPy arrays here
-    and PyTensor tensors in the model (:func:`truecount.model.erlang_b_pt`); ``one`` is ones of the
-    load's shape in the caller's array library. The loop is unrolled ``servers`` times.
+    Written with ``+``, ``-`` and ``softplus`` (the caller's: :func:`numpy.logaddexp` with 0 here,
+    ``pytensor.tensor.softplus`` in the model, :func:`truecount.model.erlang_b_pt`), so that one
+    definition serves NumPy arrays and PyTensor tensors. The loop is unrolled ``servers`` times.
+    Every step is bounded (:math:`\log B \le 0`) and its derivative is a logistic function, so
+    there is no overflow at any load: the earlier form :math:`1/B_k = 1 + (k/A)/B_{k-1}` reached
+    infinity below :math:`A \approx 10^{-52}` on six lines, where its gradient was NaN (a 366-day
+    campaign with fading demand), and the plain :math:`B_k` form was rewritten by PyTensor into
+    products that overflowed at large loads.
     """
-    inv_b = one
+    log_b: Any = 0.0  # B_0 = 1 (a scalar: broadcasts in either library, even at log A = +-inf)
     for k in range(1, servers + 1):
-        inv_b = 1.0 + (k / load) * inv_b
-    return inv_b
+        log_b = -softplus(math.log(k) - log_load - log_b)
+    return log_b
+
+
+def softplus(x: Any) -> Any:
+    """``log(1 + exp(x))`` without overflow, for NumPy arrays (:func:`log_blocking`)."""
+    return np.logaddexp(0.0, x)
 
 
 def erlang_b_closed_form(servers: int, load: float) -> float:

@@ -112,12 +112,14 @@ def channel_flows(inputs: dict[str, np.ndarray], servers: tuple[int, ...], param
     share = np.asarray(params["attended_share"], float)[..., None]
     peak = np.asarray(params["peak_attempts_per_hour"], float)[..., None]
     enrol = np.asarray(params["enrol_share"], float)[..., None]
-    retention = (np.asarray(params["daily_retention"], float)[..., None] if demand == "decaying"
-                 else np.ones_like(peak))
-    rate = peak * retention ** inputs["open_day_index"]
-    load = rate * tau / 60.0
-    blocking = np.stack([capacity.erlang_b(n, load[..., i, :]) for i, n in enumerate(servers)],
-                        axis=-2)
+    log_rate = np.log(peak) * np.ones_like(inputs["open_hours"])
+    if demand == "decaying":
+        retention = np.asarray(params["daily_retention"], float)[..., None]
+        log_rate = log_rate + inputs["open_day_index"] * np.log(retention)
+    rate = np.exp(log_rate)
+    log_load = log_rate + np.log(tau) - np.log(60.0)
+    blocking = np.stack([np.exp(capacity.log_blocking(n, log_load[..., i, :], capacity.softplus))
+                         for i, n in enumerate(servers)], axis=-2)
     attempts = rate * inputs["open_hours"]
     answered = attempts * share * (1.0 - blocking)
     return {"attempts": attempts, "answered": answered, "expected": answered * enrol,

@@ -6,7 +6,9 @@ All of truecount's mathematics is in this file (the capacity formulas it rests o
 Channel (per channel :math:`c` and calendar day :math:`d`)
     Offered call attempts per hour decay from the first open day (``structure.demand``):
     :math:`\lambda_{cd} = \lambda_c\, \rho_c^{\,i_{cd}}`, with :math:`i_{cd}` the open-day index and
-    :math:`\rho_c` the daily retention (1 for constant demand). With mean handle time
+    :math:`\rho_c` the daily retention (1 for constant demand); the rate and the load are computed
+    on the log scale, so a long campaign's fading demand never underflows to a zero whose
+    logarithm would poison the gradient. With mean handle time
     :math:`\tau_c` (minutes) the offered load is :math:`A_{cd} = \lambda_{cd}\tau_c/60` and the
     Erlang-B blocking probability :math:`B_{cd} = B(S_c, A_{cd})` for :math:`S_c` lines (a caller
     who finds every line busy gets no answer). A line is attended a share :math:`s_c` of its open
@@ -76,7 +78,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.dist_math import normal_lcdf
 
-from truecount.capacity import inverse_blocking
+from truecount.capacity import log_blocking
 from truecount.case import Case
 from truecount.errors import InputError
 from truecount.forward import QUANTITIES, model_inputs, model_structure
@@ -85,7 +87,7 @@ from truecount.spec import Prior, Spec
 
 def erlang_b_pt(servers: int, load: Any) -> Any:
     """Erlang-B blocking for PyTensor tensors: the recursion of :func:`truecount.capacity.erlang_b`."""
-    return 1.0 / inverse_blocking(servers, load, pt.ones_like(load))
+    return pt.exp(log_blocking(servers, pt.log(load), pt.softplus))
 
 
 def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
@@ -114,7 +116,6 @@ def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
 
     with pm.Model(coords=coords) as model:
         hours = pm.Data("open_hours", inputs["open_hours"], dims=("channel", "day"))
-        day_index = pm.Data("open_day_index", inputs["open_day_index"], dims=("channel", "day"))
         exposure = pm.Data("claim_exposure", inputs["claim_exposure"],
                            dims=("claim", "channel", "day"))
         y = pm.Data("claim_value", inputs["claim_value"], dims="claim")
@@ -125,15 +126,22 @@ def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
         share = _prior(spec.priors["attended_share"], dims="channel")
         peak = _prior(spec.priors["peak_attempts_per_hour"], dims="channel")
         enrol = _prior(spec.priors["enrol_share"], dims="channel")
+        # Demand on the log scale: a long campaign's fading demand (0.5 ** 365) underflows to 0,
+        # and log 0 would make the blocking's gradient NaN.
+        log_rate = pt.log(peak)[:, None] * pt.ones_like(hours)
         if structure["demand"] == "decaying":
+            # Only a graph that reads a data container may have one: nutpie refuses new data for
+            # a container its compiled graph does not know (constant demand has no day index).
+            day_index = pm.Data("open_day_index", inputs["open_day_index"],
+                                dims=("channel", "day"))
             retention = _prior(spec.priors["daily_retention"], dims="channel")
-            rate = peak[:, None] * retention[:, None] ** day_index
-        else:
-            rate = peak[:, None] * pt.ones_like(day_index)
+            log_rate = log_rate + day_index * pt.log(retention)[:, None]
+        rate = pt.exp(log_rate)
 
         # -- the channel: Erlang-B per channel (its line count fixes the unrolled recursion) --------
-        load = rate * tau[:, None] / 60.0
-        blocking = pt.stack([erlang_b_pt(n, load[i]) for i, n in enumerate(structure["servers"])])
+        log_load = log_rate + pt.log(tau)[:, None] - np.log(60.0)
+        blocking = pt.stack([pt.exp(log_blocking(n, log_load[i], pt.softplus))
+                             for i, n in enumerate(structure["servers"])])
         blocking = pm.Deterministic("blocking", blocking, dims=("channel", "day"))
         servers = pt.as_tensor_variable(np.asarray(structure["servers"], dtype=float))
         attempts = pm.Deterministic("attempts", rate * hours, dims=("channel", "day"))

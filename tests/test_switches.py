@@ -1,0 +1,109 @@
+"""Every documented switch of the spec, alone and in combination, builds, agrees and fits.
+
+The combinations are read from :data:`truecount.spec.STRUCTURE`, so a new switch is covered the day
+it is added. Fast tests check the graph of each combination (every data container is read by the
+log density: nutpie refuses new data for a container its compiled graph does not use, which is how
+``demand = "constant"`` crashed every fit) and that the NumPy forward layer equals the model's
+Deterministics; slow tests check that equality for every combination and fit each with nutpie
+through :class:`Fitter`, the way ``truecount fit`` and ``sensitivity --vary structure:...`` do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import pytest
+from pytensor.graph.traversal import ancestors
+
+from conftest import KSS
+from truecount import load_case, load_spec
+from truecount.forward import deterministics
+from truecount.inference import Fitter
+from truecount.model import build_model, model_info
+from truecount.spec import STRUCTURE
+
+COMBINATIONS = [dict(zip(STRUCTURE, values, strict=True))
+                for values in itertools.product(*(s.choices for s in STRUCTURE.values()))]
+IDS = ["-".join(f"{k}={v}" for k, v in c.items()) for c in COMBINATIONS]
+DETERMINISTICS = ["blocking", "attempts", "expected_enrolments", "capacity", "capacity_at_claim",
+                  "days_needed", "funnel_at_claim", "claim_loglik", "p_honest",
+                  "p_counts_attempts", "failed_share"]
+
+
+def _spec(tmp_path: Path, switches: dict) -> Path:
+    def toml(v):
+        return str(v).lower() if isinstance(v, bool) else f'"{v}"'
+
+    lines = ['schema_version = 1', 'id = "switches"', 'title = "switches"', 'extends = "baseline"',
+             "[structure]", *(f"{k} = {toml(v)}" for k, v in switches.items())]
+    path = tmp_path / "switches.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _case(tmp_path: Path, evidence: bool) -> Path:
+    if evidence:
+        return KSS
+    text = KSS.read_text(encoding="utf-8")
+    text = re.sub(r"\[\[evidence\]\].*?(?=\n# -- third-party)", "", text, flags=re.S)
+    path = tmp_path / "no_evidence.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+CASES = [(c, True) for c in COMBINATIONS] + [(COMBINATIONS[0], False)]
+CASE_IDS = [*IDS, f"{IDS[0]}-no-evidence"]
+
+
+@pytest.mark.parametrize(("switches", "evidence"), CASES, ids=CASE_IDS)
+def test_every_data_container_is_read_by_the_log_density(tmp_path, switches, evidence):
+    model = build_model(load_case(_case(tmp_path, evidence)), load_spec(_spec(tmp_path, switches)))
+    read = {v.name for v in ancestors([model.logp()])}
+    unused = [v.name for v in model.data_vars if v.name not in read]
+    assert unused == []
+
+
+@pytest.mark.slow  # about 8 s of compiling per combination; tests/test_model.py checks KSS fast
+@pytest.mark.parametrize(("switches", "evidence"), CASES, ids=CASE_IDS)
+def test_numpy_forward_layer_equals_the_models_deterministics(tmp_path, switches, evidence):
+    model = build_model(load_case(_case(tmp_path, evidence)), load_spec(_spec(tmp_path, switches)))
+    info = model_info(model)
+    outputs = model.replace_rvs_by_values([model[n] for n in DETERMINISTICS])
+    fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
+    inputs = {v.name: np.asarray(v.get_value()) for v in model.data_vars}
+    sigma_u = info.spec.priors["log_inflation"].params["sigma"]
+    rvs = model.free_RVs
+    draws = pm.draw(rvs, draws=10, random_seed=3)
+    for i in range(10):
+        params = {rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws, strict=True)}
+        point = {}
+        for rv in rvs:
+            value = params[rv.name]
+            transform = model.rvs_to_transforms.get(rv)
+            if transform is not None:
+                value = transform.forward(value, *rv.owner.inputs).eval()
+            point[model.rvs_to_values[rv].name] = value
+        for name, prior in info.spec.priors.items():  # Fixed priors and unused parameters
+            params.setdefault(name, np.full(1, prior.scipy().mean()))
+        from_model = dict(zip(DETERMINISTICS, fn(point), strict=True))
+        from_numpy = deterministics(inputs, info.structure, params, sigma_u)
+        for name in DETERMINISTICS:
+            # 1e-7: PyMC's normal_lcdf and SciPy's log_ndtr differ in the 9th digit in the tails
+            np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=1e-7, atol=1e-10,
+                                       err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("switches", "evidence"), CASES, ids=CASE_IDS)
+def test_every_combination_of_switches_fits(tmp_path, switches, evidence):
+    fitter = Fitter.for_case(load_case(_case(tmp_path, evidence)),
+                             load_spec(_spec(tmp_path, switches)))
+    tree = fitter.fit(draws=100, tune=100, chains=2, seed=0)
+    posterior = tree["posterior"]
+    assert dict(posterior.sizes)["draw"] == 100
+    assert np.all(np.isfinite(posterior["true_enrolments_total"].values))
+    assert ("daily_retention" in posterior) == (switches["demand"] == "decaying")
