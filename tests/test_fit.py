@@ -1,6 +1,7 @@
 """Real inference: slow, run with --runslow and always in CI."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -95,3 +96,61 @@ def test_fitter_refuses_another_structure(kss_path, baseline_path, tmp_path):
     fitter = Fitter.for_case(load_case(kss_path), spec)
     with pytest.raises(StructureError, match="another model structure"):
         fitter.fit(load_case(other))
+
+
+class _Fitter:
+    """Records the settings of each fit; the gate is replaced to fail the first."""
+
+    def __init__(self):
+        self.calls = []
+
+    def fit(self, case=None, **settings):
+        self.calls.append(settings)
+        return xr.DataTree()
+
+
+@pytest.mark.parametrize(("divergences", "changed"), [(2, ("target_accept", 0.99)),
+                                                      (0, ("draws", 400))])
+def test_a_fit_that_fails_the_gate_is_refitted_once_and_says_why(monkeypatch, divergences,
+                                                                 changed):
+    import truecount.diagnostics
+    from truecount.inference import fit_gated
+
+    verdicts = iter([SimpleNamespace(passed=False, divergences=divergences),
+                     SimpleNamespace(passed=True, divergences=0)])
+    monkeypatch.setattr(truecount.diagnostics, "gate", lambda tree: next(verdicts))
+    fitter, said = _Fitter(), []
+    _, verdict, note = fit_gated(fitter, draws=200, tune=100, chains=2, seed=0,
+                                 target_accept=0.95, say=said.append)
+    assert verdict.passed and len(fitter.calls) == 2
+    key, value = changed
+    assert fitter.calls[1][key] == value and fitter.calls[0][key] != value
+    assert {k: v for k, v in fitter.calls[1].items() if k != key} == {
+        k: v for k, v in fitter.calls[0].items() if k != key}  # the same seed and the rest
+    why = "2 divergent transitions" if divergences else "low ESS or high R-hat"
+    assert note == f"refit after the first failed the gate ({why})"
+    assert len(said) == 1 and why in said[0]
+
+
+def test_no_retry_fits_once(monkeypatch):
+    import truecount.diagnostics
+    from truecount.inference import fit_gated
+
+    monkeypatch.setattr(truecount.diagnostics, "gate",
+                        lambda tree: SimpleNamespace(passed=False, divergences=1))
+    fitter = _Fitter()
+    _, verdict, note = fit_gated(fitter, draws=200, tune=100, chains=2, seed=0, retry=False)
+    assert not verdict.passed and note == "" and len(fitter.calls) == 1
+
+
+def test_divergences_after_the_refit_advise_smaller_steps_not_more_draws(capsys, tmp_path,
+                                                                          kss_path, monkeypatch):
+    import truecount.cli as cli
+
+    verdict = SimpleNamespace(passed=False, divergences=2, text="Diagnostics gate FAILED: 2 "
+                              "divergent transitions")
+    monkeypatch.setattr(cli, "_fit_case", lambda *a, **k: (xr.DataTree(), verdict, None))
+    code = main(["fit", str(kss_path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 3 and "--target-accept 0.995" in err and "more --draws" not in err
+    assert not (tmp_path / "run").exists()

@@ -140,9 +140,10 @@ def _parser() -> argparse.ArgumentParser:
         "fit",
         help="posterior of the true number of enrolments, behind a diagnostics gate",
         description="Fit the model of a case under a spec, check convergence (R-hat, ESS, "
-        "divergences, E-BFMI) and write the posterior to a run folder. A run that fails the "
-        "gate exits with status 3 and writes nothing, unless --allow-unconverged, which writes it "
-        "stamped UNCONVERGED.",
+        "divergences, E-BFMI) and write the posterior to a run folder. A fit that fails the gate "
+        "is refitted once (smaller steps after divergences, else twice the draws; --no-retry "
+        "turns this off); if the refit fails too, it exits with status 3 and writes nothing, "
+        "unless --allow-unconverged, which writes it stamped UNCONVERGED.",
         epilog="example:\n  truecount fit data/kss_2021.toml --out results/kss",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -158,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
     fitp.add_argument("--tune", type=_positive(int), default=1000,
                       help="tuning steps per chain (default 1000)")
     fitp.add_argument("--chains", type=_positive(int), default=4, help="chains (default 4)")
+    fitp.add_argument("--target-accept", type=_unit_interval, default=0.95,
+                      help="NUTS target acceptance (default 0.95)")
+    fitp.add_argument("--no-retry", action="store_true",
+                      help="do not refit a fit that fails the gate (default: refit it once, with "
+                      "target_accept 0.99 after divergences, else twice the draws)")
     _report_options(fitp)
     fitp.add_argument("--no-report", action="store_true", help="skip the report")
     fitp.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -479,10 +485,16 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
     options = _options(args)
     tree, verdict, summary = _fit_case(case, spec, options, seed=args.seed, draws=args.draws,
                                        tune=args.tune, chains=args.chains,
+                                       target_accept=args.target_accept, retry=not args.no_retry,
                                        progress=sys.stderr.isatty() and not args.json)
     if not verdict.passed and not args.allow_unconverged:
         print(f"truecount: {verdict.text}", file=sys.stderr)
-        print("truecount: nothing written. Try more --draws or --tune, or look at the draws with "
+        if verdict.divergences:  # more draws cannot remove divergences; smaller steps may
+            advice = ("The sampler's steps were too large for this posterior: try "
+                      "--target-accept 0.995 or another --seed")
+        else:
+            advice = "Try more --draws or --tune"
+        print(f"truecount: nothing written. {advice}, or look at the draws with "
               "--allow-unconverged (stamped UNCONVERGED).", file=sys.stderr)
         return EXIT_UNCONVERGED
     from truecount.report import write_report
@@ -500,12 +512,16 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
 
 
 def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune: int,
-              chains: int, target_accept: float | None = None, progress: bool = False) -> Any:
-    """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share."""
+              chains: int, target_accept: float | None = None, retry: bool = False,
+              progress: bool = False) -> Any:
+    """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share.
+
+    With ``retry`` a fit that fails the gate is refitted once (:func:`truecount.inference.fit_gated`)
+    and the user is told; ``rerun`` reproduces the recorded settings directly, without a retry.
+    """
     import logging
 
-    from truecount.diagnostics import gate
-    from truecount.inference import DEFAULT_TARGET_ACCEPT, fit
+    from truecount.inference import DEFAULT_TARGET_ACCEPT, Fitter, fit_gated
     from truecount.model import build_model
     from truecount.results import summarize
 
@@ -514,9 +530,10 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     print(f"truecount: fitting {case.id} under {spec.id}: {chains} chains x "
           f"({tune} tuning + {draws} draws), seed {seed}; compiling the model "
           "first (10-30 s)...", file=sys.stderr)
-    tree = fit(model, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
-               target_accept=target_accept or DEFAULT_TARGET_ACCEPT)
-    verdict = gate(tree)
+    tree, verdict, _ = fit_gated(Fitter(model), draws=draws, tune=tune, chains=chains, seed=seed,
+                                 target_accept=target_accept or DEFAULT_TARGET_ACCEPT,
+                                 retry=retry, progress=progress,
+                                 say=lambda text: print(f"truecount: {text}", file=sys.stderr))
     dates = {c.id: c.when for c in case.claims}
     summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
                         thresholds=options.thresholds)

@@ -392,6 +392,44 @@ def fit(model: pm.Model, *, draws: int = 2000, tune: int = 1000, chains: int = 4
                                       cores=cores, target_accept=target_accept, progress=progress)
 
 
+#: A fit that fails the gate is refitted once: at this target acceptance if it had divergent
+#: transitions (smaller steps), otherwise with twice the draws (too few effective draws).
+RETRY_TARGET_ACCEPT = 0.99
+
+
+def fit_gated(fitter: Fitter, case: Case | xr.Dataset | None = None, *, draws: int, tune: int,
+              chains: int, seed: int, cores: int | None = None,
+              target_accept: float = DEFAULT_TARGET_ACCEPT, retry: bool = True,
+              progress: bool = False, say: Any = None) -> tuple[xr.DataTree, Any, str]:
+    """Fit and gate; with ``retry``, refit once a fit that failed the gate: ``(tree, verdict, note)``.
+
+    The refit takes smaller steps (``target_accept`` 0.99) after divergent transitions, otherwise
+    twice the draws (low ESS or high R-hat), and is gated too; ``note`` says why it happened (empty
+    when it did not) and ``say(text)`` is told before it starts. The tree's attributes record the
+    settings of the fit returned, so ``truecount rerun`` reproduces it without a retry.
+    """
+    from truecount.diagnostics import gate
+
+    tree = fitter.fit(case, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
+                      target_accept=target_accept, progress=progress)
+    verdict = gate(tree)
+    if verdict.passed or not retry:
+        return tree, verdict, ""
+    n = verdict.divergences
+    if n:
+        why = f"{n} divergent transition{'s' if n != 1 else ''}"
+        target_accept = max(target_accept, RETRY_TARGET_ACCEPT)
+        how = f"target_accept {target_accept:g}"
+    else:
+        why, draws = "low ESS or high R-hat", 2 * draws
+        how = f"{draws:,} draws per chain"
+    if say is not None:
+        say(f"the fit failed the diagnostics gate ({why}); refitting once with {how}")
+    tree = fitter.fit(case, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
+                      target_accept=target_accept, progress=progress)
+    return tree, gate(tree), f"refit after the first failed the gate ({why})"
+
+
 def _versions() -> dict[str, str]:
     def v(package: str) -> str:
         try:

@@ -190,37 +190,21 @@ class Task:
     retry: bool = True
 
 
-#: A fit that fails the gate is refitted once: at this target acceptance if it had divergent
-#: transitions (smaller steps), otherwise with twice the draws (too few effective draws).
-RETRY_TARGET_ACCEPT = 0.99
-
-
 def fit_alternative(task: Task) -> Row:
     """Fit ``task`` with this process's compiled model for its spec and summarise it.
 
     With ``task.retry``, a fit that fails the diagnostics gate is refitted once, with smaller
     steps (divergences) or twice the draws (low ESS); the row says so. The refit is gated too.
     """
-    from truecount.diagnostics import gate
+    from truecount.inference import fit_gated
     from truecount.runner import compiled
 
     fitter, case = compiled(task.case, task.spec, task.readings)
-    draws, target_accept = task.draws, task.target_accept
-    tree = fitter.fit(case, draws=draws, tune=task.tune, chains=task.chains, seed=task.seed,
-                      cores=task.cores, target_accept=target_accept)
-    verdict = gate(tree)
-    refit = ""
-    if not verdict.passed and task.retry:
-        n = verdict.divergences
-        why = f"{n} divergent transition{'s' if n != 1 else ''}" if n else "low ESS or high R-hat"
-        if verdict.divergences:
-            target_accept = max(target_accept, RETRY_TARGET_ACCEPT)
-        else:
-            draws *= 2
-        tree = fitter.fit(case, draws=draws, tune=task.tune, chains=task.chains,
-                          seed=task.seed, cores=task.cores, target_accept=target_accept)
-        verdict = gate(tree)
-        refit = f"; refit after the first failed the gate ({why})"
+    tree, verdict, note = fit_gated(fitter, case, draws=task.draws, tune=task.tune,
+                                    chains=task.chains, seed=task.seed, cores=task.cores,
+                                    target_accept=task.target_accept, retry=task.retry)
+    draws, target_accept = tree.attrs["draws"], tree.attrs["target_accept"]
+    refit = f"; {note}" if note else ""
     settings = (f"{task.chains} x {draws:,} draws, target_accept {target_accept:g}{refit}")
     table = quantity_table(tree, verdict, tuple(sorted({0.9, 0.95, task.mass})))
     summary = summarize(tree, verdict, table, mass=task.mass)
