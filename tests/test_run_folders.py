@@ -56,7 +56,7 @@ def test_force_never_deletes_a_folder_that_is_not_a_run_folder(capsys, tmp_path,
     code, out, err = run(capsys, "fit", case, "--out", folder, "--force")
     assert code == 2 and out == ""
     line = _one_error_line(err)
-    assert "no run.json in it" in line and "--force replaces only truecount's own" in line
+    assert "no run.json in it" in line and "writes into only its own folders" in line
     assert sorted(p.name for p in folder.iterdir()) == ["case.toml", "notes.txt"]
 
 
@@ -332,3 +332,56 @@ def test_rerun_checks_summary_json_before_refitting(capsys, fake_run, damage, mo
         path.write_bytes(b"\xff\xfe" if damage == "binary" else b"[]")
     code, _, err = run(capsys, "rerun", fake_run)
     assert code == 2 and "summary.json" in _one_error_line(err)
+
+
+# -- calibrate resumes in place, but only in its own folder ----------------------------------------
+
+
+def test_calibrate_never_writes_into_a_folder_of_other_files(capsys, tmp_path, kss_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "summary.json").write_text('{"mine": true}', encoding="utf-8")
+    code, _, err = run(capsys, "calibrate", kss_path, "--sims", "1", "--workers", "1",
+                       "--out", folder)
+    assert code == 2 and "no job.json in it" in _one_error_line(err)
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.json"]
+    assert (folder / "summary.json").read_text(encoding="utf-8") == '{"mine": true}'
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"{oops", "job.json: found a file that is not UTF-8 JSON"),
+    (b"\xff\xfe\x00", "job.json: found a file that is not UTF-8 JSON"),
+    (b"[1]", "job.json: found other fields than a calibration job's"),
+    (b'{"case": "x"}', "job.json: found other fields than a calibration job's"),
+])
+def test_a_damaged_job_json_is_one_line(capsys, tmp_path, kss_path, content, words):
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    (folder / "job.json").write_bytes(content)
+    code, _, err = run(capsys, "calibrate", kss_path, "--sims", "1", "--workers", "1",
+                       "--out", folder)
+    assert code == 2 and words in _one_error_line(err)
+
+
+def test_damaged_lines_of_results_jsonl_are_rerun_not_a_traceback(tmp_path):
+    from truecount.calibration import _read
+
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(b'{"index": 0, "x": 1}\n\xff\xfe\n[1, 2]\n{"index": "one"}\n{"index": 1')
+    assert _read(path) == [{"index": 0, "x": 1}]
+
+
+def test_two_calibrations_never_append_to_one_folder(capsys, tmp_path, kss_path):
+    out = tmp_path / "cal"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, _, err = run(capsys, "calibrate", kss_path, "--sims", "1", "--workers", "1",
+                           "--out", out)
+        assert code == 2 and "being written by another truecount" in _one_error_line(err)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()

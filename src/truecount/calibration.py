@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from truecount.errors import InputError
 from truecount.runner import compiled, run_tasks
 
 #: Quantities whose SBC ranks are recorded (per channel where the parameter is).
@@ -37,6 +38,7 @@ MONITORED = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_r
              "report_bias_odds", "true_enrolments_total")
 MASSES = (0.5, 0.8, 0.9, 0.95)
 RESULTS = "results.jsonl"
+JOB_FILE = "job.json"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def calibrate(job: Job, sims: int, out: Path, workers: int = 2, scheduler: str |
     of ``workers`` single-threaded processes, or the cluster at ``scheduler``.
     """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "job.json").write_text(json.dumps(asdict(job), indent=2) + "\n", encoding="utf-8")
+    (out / JOB_FILE).write_text(json.dumps(asdict(job), indent=2) + "\n", encoding="utf-8")
     path = out / RESULTS
     done = _read(path)
     todo = [i for i in range(sims) if i not in {r["index"] for r in done}]
@@ -164,15 +166,32 @@ def calibrate(job: Job, sims: int, out: Path, workers: int = 2, scheduler: str |
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
+    """The results recorded so far; a line cut by an interruption (or damaged) is rerun."""
     if not path.exists():
         return []
     results = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
-            results.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by an interruption: that simulation reruns
+            result = json.loads(line)
+        except json.JSONDecodeError:
             continue
+        if isinstance(result, dict) and isinstance(result.get("index"), int):
+            results.append(result)
     return results
+
+
+def read_job(path: Path) -> Job:
+    """The :class:`Job` recorded in a calibration folder's ``job.json``, or one line saying why not."""
+    fix = "Resume with the folder as truecount wrote it, or choose another --out."
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        return Job(**{**data, "readings": tuple(data["readings"])})
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(path, "", "a file that is not UTF-8 JSON", "job.json as `truecount "
+                         "calibrate` wrote it", fix) from None
+    except (TypeError, KeyError):
+        raise InputError(path, "", "other fields than a calibration job's", "job.json as "
+                         "`truecount calibrate` wrote it", fix) from None
 
 
 @dataclass(frozen=True)

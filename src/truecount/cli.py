@@ -288,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from truecount.calibration import Job, calibrate, write_outputs
+    from truecount.calibration import JOB_FILE, Job, read_job
+    from truecount.runs import claimed
     from truecount.spec import load_spec
 
     load_case(args.case, args.reading)  # bad input fails here, before any worker starts
@@ -297,14 +298,20 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     job = Job(case=str(Path(args.case).resolve()), spec=args.spec, readings=tuple(args.reading),
               simulator=args.simulator, draws=args.draws, tune=args.tune, chains=args.chains,
               cores=1, seed=args.seed)
-    previous = out / "job.json"
-    if previous.exists():
-        from dataclasses import asdict
-
-        if json.loads(previous.read_text(encoding="utf-8")) != json.loads(json.dumps(asdict(job))):
+    # A calibration folder is resumed in place: new, empty or one with job.json (never a folder of
+    # other files), and claimed by one process at a time.
+    with claimed(out, True, JOB_FILE, say=_note):
+        previous = out / JOB_FILE
+        if previous.exists() and read_job(previous) != job:
             raise InputError("--out", "", f"{str(out)!r} (holds a run with other settings)",
                              "the folder of the same run, or a new one",
                              "Use the same options to resume, or choose another --out.")
+        return _calibrate_into(args, job, out)
+
+
+def _calibrate_into(args: argparse.Namespace, job: Any, out: Any) -> int:
+    from truecount.calibration import calibrate, write_outputs
+
     start = time.perf_counter()
     results = calibrate(job, args.sims, out, workers=args.workers, scheduler=args.scheduler,
                         progress=lambda text: print(f"truecount: {text}", file=sys.stderr))

@@ -66,7 +66,8 @@ def check_writable(out: Path, force: bool, marker: str = RUN) -> None:
     if not (out / marker).is_file():
         raise InputError("--out", "", f"{str(out)!r} (a folder of other files: no {marker} in it)",
                          f"a new or empty folder, or one written by truecount (with {marker})",
-                         "--force replaces only truecount's own folders; choose another --out.")
+                         "truecount replaces or writes into only its own folders; choose another "
+                         "--out.")
 
 
 class Claim:
