@@ -154,3 +154,24 @@ def test_divergences_after_the_refit_advise_smaller_steps_not_more_draws(capsys,
     err = capsys.readouterr().err
     assert code == 3 and "--target-accept 0.995" in err and "more --draws" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_366_day_campaign_fits_behind_the_gate(capsys, tmp_path, kss_path):
+    # Fading demand over a year reaches offered loads of 1e-80 Erlangs: the blocking's gradient
+    # was NaN there (4,178 divergences, exit 3). Now it fits (a refit at smaller steps allowed).
+    text = kss_path.read_text(encoding="utf-8")
+    for old, new in (("start = 2021-11-19", "start = 2021-01-01"),
+                     ("end = 2021-11-25", "end = 2022-01-01"),
+                     ("first_day = 2021-11-21", "first_day = 2021-01-01"),
+                     ("last_day = 2021-11-25", "last_day = 2022-01-01")):
+        assert old in text
+        text = text.replace(old, new, 1)
+    case = tmp_path / "year.toml"
+    case.write_text(text, encoding="utf-8")
+    code = main(["fit", str(case), "--out", str(tmp_path / "run"), "--no-report"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Diagnostics gate PASSED" in out
+    ds = load_case(case).to_dataset()
+    assert ds.sizes["day"] == 366
