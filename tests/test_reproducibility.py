@@ -239,6 +239,33 @@ SMALL = ["--draws", "200", "--tune", "200", "--chains", "2", "--allow-unconverge
 
 
 @pytest.mark.slow
+def test_empty_and_warm_compile_caches_give_the_same_draws(tmp_path, kss_path):
+    # The first fit on a machine (every compile cache empty) once gave other draws than every
+    # later fit with the same seed: numba's fast-math compiled the log density differently from
+    # scratch than from its cache. Two new processes share one set of empty cache folders.
+    caches = tmp_path / "caches"
+    env = {**os.environ, "XDG_CACHE_HOME": str(caches / "xdg"),
+           "PYTENSOR_FLAGS": f"base_compiledir={caches / 'pytensor'}",
+           "NUMBA_CACHE_DIR": str(caches / "numba")}
+    runs = {}
+    for name in ("cold", "warm"):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-m", "truecount.cli", "fit", str(kss_path),
+                               "--out", str(out), "--seed", "3", "--no-retry", *SMALL],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode in (0, 3), done.stderr
+        runs[name] = out
+    assert (caches / "pytensor").is_dir()
+    cold = json.loads((runs["cold"] / "summary.json").read_text(encoding="utf-8"))
+    warm = json.loads((runs["warm"] / "summary.json").read_text(encoding="utf-8"))
+    assert cold == warm
+    with xr.open_datatree(runs["cold"] / POSTERIOR, engine="h5netcdf") as a, \
+            xr.open_datatree(runs["warm"] / POSTERIOR, engine="h5netcdf") as b:
+        for group in ("posterior", "sample_stats", "posterior_predictive"):
+            xr.testing.assert_equal(a[group].to_dataset(), b[group].to_dataset())
+
+
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_rerun_says_so(capsys, tmp_path, kss_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
