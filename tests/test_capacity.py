@@ -84,3 +84,25 @@ def test_capacity_hand_worked_kss_numbers():
     assert capacity.required_days(49_000, 6 * 24, 5.0) == pytest.approx(49_000 / 1728)
     # 49,000 in 7 days round the clock needs a call every 1.23 minutes per line.
     assert capacity.required_handle_time(49_000, 6 * 24 * 7) == pytest.approx(1.2343, abs=1e-4)
+
+
+def test_log_blocking_is_finite_from_tiny_to_huge_loads_and_many_lines():
+    # The far tails: 0.01 N Erlangs on 5,000 lines is B ~ 1e-18000 (finite on the log scale).
+    for n in (1, 6, 156, 5000):
+        log_a = np.log(n * np.geomspace(0.01, 50, 25))
+        log_b = capacity.log_blocking(n, log_a)
+        assert np.all(np.isfinite(log_b)) and np.all(log_b <= 0)
+        assert np.all(np.diff(log_b) > 0)  # more load, more blocking
+    assert capacity.log_blocking(5000, np.log(50.0)) < -18000
+    assert capacity.log_blocking(6, -200.0) == pytest.approx(6 * -200.0 - math.log(720), rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 6, 40, 156, 2000])
+def test_log_blocking_slope_is_the_derivative_of_the_recursion(n):
+    a = n * np.geomspace(0.01, 50, 15)
+    h = 1e-6
+    numeric = (capacity.log_blocking(n, np.log(a) + h) - capacity.log_blocking(n, np.log(a) - h)) \
+        / (2 * h)
+    exact = capacity.log_blocking_slope(n, a, capacity.erlang_b(n, a))
+    np.testing.assert_allclose(exact, numeric, rtol=1e-6, atol=1e-6)
+    assert np.all((exact >= 0) & (exact <= n))

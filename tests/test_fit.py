@@ -89,13 +89,25 @@ def test_refits_reuse_the_compiled_model_and_reproduce(kss_fitter, kss_path):
 
 
 def test_fitter_refuses_another_structure(kss_path, baseline_path, tmp_path):
-    text = kss_path.read_text(encoding="utf-8").replace("servers = 6", "servers = 7")
-    other = tmp_path / "seven.toml"
+    text = kss_path.read_text(encoding="utf-8").replace('counts = "unclear"', 'counts = '
+                                                        '"registrations"')
+    other = tmp_path / "clear.toml"
     other.write_text(text, encoding="utf-8")
     spec = load_spec(baseline_path)
     fitter = Fitter.for_case(load_case(kss_path), spec)
     with pytest.raises(StructureError, match="another model structure"):
         fitter.fit(load_case(other))
+
+
+def test_another_line_count_is_data_not_structure(kss_path, baseline_path, tmp_path):
+    # The Erlang-B recursion runs as one compiled operation whose line count is data: a model
+    # compiled for 6 lines fits 156 without compiling again.
+    text = kss_path.read_text(encoding="utf-8").replace("servers = 6", "servers = 156")
+    other = tmp_path / "many.toml"
+    other.write_text(text, encoding="utf-8")
+    fitter = Fitter.for_case(load_case(kss_path), load_spec(baseline_path))
+    inputs = fitter.inputs_for(load_case(other))
+    assert inputs["servers"].tolist() == [156]
 
 
 class _Fitter:

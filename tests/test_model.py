@@ -3,6 +3,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.graph.traversal import applys_between
 
 from truecount import capacity, load_case, load_spec
 from truecount.errors import InputError
@@ -72,7 +73,7 @@ def test_expected_enrolments_never_exceed_capacity_in_prior_draws(kss_path, base
     for _ in range(500):
         params = draw_parameters(spec, 1, rng)
         params["peak_attempts_per_hour"] = params["peak_attempts_per_hour"] * 100  # overload
-        flows = channel_flows(inputs, (6,), params, "decaying")
+        flows = channel_flows(inputs, params, "decaying")
         ceiling = (6 * inputs["open_hours"] * params["attended_share"][:, None]
                    * params["enrol_share"][:, None] * 60 / params["handle_time"][:, None])
         assert np.all(flows["expected"] <= ceiling * (1 + 1e-9))
@@ -110,9 +111,7 @@ def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
              "failed_share"]
     outputs = kss_model.replace_rvs_by_values([kss_model[n] for n in names])
     fn = kss_model.compile_fn(outputs, inputs=kss_model.value_vars, on_unused_input="ignore")
-    inputs = {name: np.asarray(kss_model[name].get_value()) for name in
-              ("open_hours", "open_day_index", "claim_exposure", "claim_value", "claim_rounding",
-               "claim_quantity")}
+    inputs = {v.name: np.asarray(v.get_value()) for v in kss_model.data_vars}
     sigma_u = info.spec.priors["log_inflation"].params["sigma"]
     rvs = kss_model.free_RVs
     draws = pm.draw(rvs, draws=20, random_seed=3)
@@ -130,3 +129,34 @@ def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
         for name in names:
             np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=1e-8, atol=1e-10,
                                        err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
+def test_model_erlang_b_equals_the_numpy_recursion_on_a_grid_with_finite_gradients(mode):
+    # N 1..5,000 and A from 0.01 N to 50 N, far tails included, on the log scale (the model's).
+    from truecount.model import log_erlang_b
+
+    servers, log_load = pt.lvector("servers"), pt.dvector("log_load")
+    out = log_erlang_b(servers, log_load)
+    f = pytensor.function([servers, log_load], [out, pytensor.grad(out.sum(), log_load)],
+                          mode=mode)
+    ns = np.repeat(np.unique(np.geomspace(1, 5000, 30).round().astype(np.int64)), 20)
+    loads = ns * np.tile(np.geomspace(0.01, 50, 20), len(ns) // 20)
+    value, grad = f(ns, np.log(loads))
+    reference = capacity.log_blocking(ns, np.log(loads))
+    np.testing.assert_allclose(value, reference, rtol=1e-10)
+    assert np.all(np.isfinite(grad))
+    slope = capacity.log_blocking_slope(ns, loads, np.exp(reference))
+    np.testing.assert_allclose(grad, slope, rtol=1e-8)  # c - A(1 - B) cancels where B -> 1
+
+
+def test_the_graph_does_not_grow_with_the_number_of_lines(kss_path, baseline_path, tmp_path):
+    sizes = []
+    for lines in (6, 2000):
+        text = kss_path.read_text(encoding="utf-8").replace("servers = 6", f"servers = {lines}")
+        path = tmp_path / f"lines{lines}.toml"
+        path.write_text(text, encoding="utf-8")
+        model = build_model(load_case(path), load_spec(baseline_path))
+        dlogp = pytensor.grad(model.logp(), model.value_vars)
+        sizes.append(len(list(applys_between(model.value_vars, dlogp))))
+    assert sizes[0] == sizes[1]

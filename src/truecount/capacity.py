@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -50,11 +51,12 @@ __all__ = [
     "erlang_b",
     "erlang_b_closed_form",
     "log_blocking",
+    "log_blocking_scalar",
+    "log_blocking_slope",
     "max_registrations",
     "offered_load",
     "required_days",
     "required_handle_time",
-    "softplus",
 ]
 
 
@@ -82,8 +84,7 @@ def erlang_b(servers: int, load: ArrayLike) -> FloatArray:
     Notes
     -----
     Uses :func:`log_blocking`, the recursion :math:`B_k = A B_{k-1} / (k + A B_{k-1})` on the log
-    scale; the model's PyTensor version (:func:`truecount.model.erlang_b_pt`) unrolls the same
-    function.
+    scale, which the model runs too (:func:`truecount.model.log_erlang_b`).
 
     Examples
     --------
@@ -100,31 +101,46 @@ def erlang_b(servers: int, load: ArrayLike) -> FloatArray:
         raise ValueError("load must be >= 0 and not NaN")
     with np.errstate(divide="ignore"):  # log 0 = -inf is meant: no load, nothing blocked
         log_load = np.log(a)
-    return _floats(np.broadcast_to(np.exp(log_blocking(int(servers), log_load, softplus)),
-                                   a.shape))
+    return _floats(np.exp(log_blocking(int(servers), log_load)))
 
 
-def log_blocking(servers: int, log_load: Any, softplus: Any) -> Any:
-    r"""``log B(servers, A)`` from ``log A`` by the recursion on the log scale (module docstring).
+@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+def log_blocking_scalar(servers: int, log_load: float) -> float:  # pragma: no cover - compiled
+    r"""``log B(servers, A)`` from ``log A`` for one pair of numbers: the recursion, written once.
 
-    Written with ``+``, ``-`` and ``softplus`` (the caller's: :func:`numpy.logaddexp` with 0 here,
-    ``pytensor.tensor.softplus`` in the model, :func:`truecount.model.erlang_b_pt`), so that one
-    definition serves NumPy arrays and PyTensor tensors. The loop is unrolled ``servers`` times.
-    Every step is bounded (:math:`\log B \le 0`) and its derivative is a logistic function, so
-    there is no overflow at any load: the earlier form :math:`1/B_k = 1 + (k/A)/B_{k-1}` reached
-    infinity below :math:`A \approx 10^{-52}` on six lines, where its gradient was NaN (a 366-day
-    campaign with fading demand), and the plain :math:`B_k` form was rewritten by PyTensor into
-    products that overflowed at large loads.
+    :math:`\log B_k = -\mathrm{softplus}(\log k - \log A - \log B_{k-1})` from
+    :math:`\log B_0 = 0`, ``servers`` steps, with the softplus split so that neither branch
+    overflows. Every step is bounded (:math:`\log B \le 0`): no overflow at any load, and no
+    factorial or large power. Compiled by Numba; :func:`log_blocking` applies it to arrays and the
+    model runs this very function in its compiled log density
+    (:func:`truecount.model.log_erlang_b`). The earlier form :math:`1/B_k = 1 + (k/A)/B_{k-1}`
+    reached infinity below :math:`A \approx 10^{-52}` on six lines, where its gradient was NaN (a
+    366-day campaign with fading demand), and was unrolled once per line in the model's graph.
     """
-    log_b: Any = 0.0  # B_0 = 1 (a scalar: broadcasts in either library, even at log A = +-inf)
+    log_b = 0.0
     for k in range(1, servers + 1):
-        log_b = -softplus(math.log(k) - log_load - log_b)
+        x = math.log(k) - log_load - log_b
+        log_b = -(x + math.log1p(math.exp(-x))) if x > 0.0 else -math.log1p(math.exp(x))
     return log_b
 
 
-def softplus(x: Any) -> Any:
-    """``log(1 + exp(x))`` without overflow, for NumPy arrays (:func:`log_blocking`)."""
-    return np.logaddexp(0.0, x)
+_log_blocking_ufunc = numba.vectorize(cache=True)(log_blocking_scalar.py_func)
+
+
+def log_blocking(servers: ArrayLike, log_load: ArrayLike) -> FloatArray:
+    """``log B(servers, A)`` from ``log A``, elementwise with broadcasting (:func:`log_blocking_scalar`)."""
+    return _floats(_log_blocking_ufunc(np.asarray(servers, dtype=np.int64),
+                                       np.asarray(log_load, dtype=np.float64)))
+
+
+def log_blocking_slope(servers: Any, load: Any, blocking: Any) -> Any:
+    r"""The derivative :math:`\partial \log B / \partial \log A = c - A(1 - B)`.
+
+    From the classical :math:`\partial B/\partial A = B\,(c/A - 1 + B)` (Gross et al., section
+    2.6): the lines minus the carried load, between 0 and ``c``. The model's loop uses it as its
+    exact gradient instead of differentiating through ``c`` steps.
+    """
+    return servers - load * (1.0 - blocking)
 
 
 def erlang_b_closed_form(servers: int, load: float) -> float:

@@ -63,6 +63,7 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> dict[str, np.ndarray]:
     for j, ch in enumerate(ds.evidence_channel.values):
         channel_of[j, list(ds.channel.values).index(ch)] = 1.0
     return {
+        "servers": ds.servers.values.astype(np.int64),
         "open_hours": open_hours,
         "open_day_index": open_index,
         "claim_exposure": ds.claim_exposure.values.astype(float),
@@ -76,10 +77,12 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> dict[str, np.ndarray]:
 
 
 def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
-    """What fixes the model's graph: lines per channel, unclear claims, the spec's switches."""
+    """What fixes the model's graph: unclear claims, evidence, the spec's switches.
+
+    Not the line counts: the model reads them as data (:func:`truecount.model.log_erlang_b`).
+    """
     mixture = spec.structure["unclear_claims"] == "mixture"
     return {
-        "servers": tuple(int(s) for s in ds.servers.values),
         "unclear": tuple(bool(mixture and c == "unclear") for c in ds.claim_counts.values),
         "demand": spec.structure["demand"],
         "honest_claims": bool(spec.structure["honest_claims"]),
@@ -105,7 +108,7 @@ def draw_parameters(spec: Spec, n_channels: int, rng: np.random.Generator,
 
 
 
-def channel_flows(inputs: dict[str, np.ndarray], servers: tuple[int, ...], params: dict[str, Any],
+def channel_flows(inputs: dict[str, np.ndarray], params: dict[str, Any],
                   demand: str) -> dict[str, np.ndarray]:
     """Attempts, answered calls, expected enrolments and blocking, ``(..., channel, day)``."""
     tau = np.asarray(params["handle_time"], float)[..., None]
@@ -118,8 +121,7 @@ def channel_flows(inputs: dict[str, np.ndarray], servers: tuple[int, ...], param
         log_rate = log_rate + inputs["open_day_index"] * np.log(retention)
     rate = np.exp(log_rate)
     log_load = log_rate + np.log(tau) - np.log(60.0)
-    blocking = np.stack([np.exp(capacity.log_blocking(n, log_load[..., i, :], capacity.softplus))
-                         for i, n in enumerate(servers)], axis=-2)
+    blocking = np.exp(capacity.log_blocking(inputs["servers"][:, None], log_load))
     attempts = rate * inputs["open_hours"]
     answered = attempts * share * (1.0 - blocking)
     return {"attempts": attempts, "answered": answered, "expected": answered * enrol,
@@ -129,10 +131,10 @@ def channel_flows(inputs: dict[str, np.ndarray], servers: tuple[int, ...], param
 def deterministics(inputs: dict[str, np.ndarray], structure: dict[str, Any],
                    params: dict[str, Any], sigma_u: float) -> dict[str, np.ndarray]:
     """Every Deterministic of :func:`truecount.model.build_model`, from parameter values."""
-    flows = channel_flows(inputs, structure["servers"], params, structure["demand"])
+    flows = channel_flows(inputs, params, structure["demand"])
     hours = inputs["open_hours"]
     exposure = inputs["claim_exposure"]
-    servers = np.asarray(structure["servers"], dtype=float)
+    servers = np.asarray(inputs["servers"], dtype=float)
     tau = np.asarray(params["handle_time"], float)
     share = np.asarray(params["attended_share"], float)
     per_hour = servers * share * 60.0 / tau  # (..., channel)

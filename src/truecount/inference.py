@@ -50,7 +50,7 @@ DIMS: dict[str, tuple[str, ...]] = {
     "capacity": ("channel",), "capacity_at_claim": ("claim",), "days_needed": ("claim",),
     "funnel_at_claim": ("claim", "quantity"), "claim_loglik": ("claim",), "p_honest": ("claim",),
     "p_counts_attempts": ("claim",), "failed_share": ("channel",),
-    "open_hours": ("channel", "day"), "open_day_index": ("channel", "day"),
+    "servers": ("channel",), "open_hours": ("channel", "day"), "open_day_index": ("channel", "day"),
     "claim_exposure": ("claim", "channel", "day"), "claim_value": ("claim",),
     "claim_rounding": ("claim",), "claim_quantity": ("claim", "quantity"),
     "evidence_failed": ("evidence",), "evidence_reports": ("evidence",),

@@ -74,20 +74,78 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor.scalar as ps
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.dist_math import normal_lcdf
+from pytensor.gradient import DisconnectedType
+from pytensor.link.numba.dispatch.scalar import register_scalar_funcify
+from pytensor.tensor.elemwise import Elemwise
 
-from truecount.capacity import log_blocking
+from truecount.capacity import log_blocking_scalar, log_blocking_slope
 from truecount.case import Case
 from truecount.errors import InputError
 from truecount.forward import QUANTITIES, model_inputs, model_structure
 from truecount.spec import Prior, Spec
 
 
-def erlang_b_pt(servers: int, load: Any) -> Any:
-    """Erlang-B blocking for PyTensor tensors: the recursion of :func:`truecount.capacity.erlang_b`."""
-    return pt.exp(log_blocking(servers, pt.log(load), pt.softplus))
+class LogErlangB(ps.ScalarOp):  # type: ignore[misc]
+    r"""``log B(servers, A)`` from ``(servers, log A)``: the recursion as one scalar operation.
+
+    It runs :func:`truecount.capacity.log_blocking_scalar` (the one definition of the recursion)
+    as compiled code, so the graph, and the time to compile it, are the same for 6 lines or
+    5,000, and the line count is data that a compiled model can change. Its gradient is the exact
+    :math:`\partial \log B / \partial \log A = c - A(1 - B)`
+    (:func:`truecount.capacity.log_blocking_slope`), not a derivative through ``c`` steps; the line
+    count is not differentiable (disconnected).
+    """
+
+    nin = 2
+    nout = 1
+
+    def output_types(self, types: Any) -> list[Any]:
+        """Always float64."""
+        return [ps.float64]
+
+    def impl(self, servers: Any, log_load: Any) -> float:
+        """Python (and PyTensor's C backend, which falls back to it) call the compiled function."""
+        return float(log_blocking_scalar(int(servers), float(log_load)))
+
+    def connection_pattern(self, node: Any) -> list[list[bool]]:
+        """The output depends differentiably on ``log A`` only."""
+        return [[False], [True]]
+
+    def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
+        """The exact slope times the output gradient; nothing for the line count."""
+        servers, log_load = inputs
+        (log_b,), (g,) = outputs, grads
+        slope = log_blocking_slope(servers, ps.exp(log_load), ps.exp(log_b))
+        return [DisconnectedType()(), g * slope]
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+@register_scalar_funcify(LogErlangB)  # type: ignore[untyped-decorator]
+def _numba_log_erlang_b(op: Any, node: Any, **kwargs: Any) -> tuple[Any, str]:
+    # The compiled function itself; the key names its version for PyTensor's numba cache.
+    return log_blocking_scalar, "truecount.capacity.log_blocking_scalar-1"
+
+
+_LOG_ERLANG_B = Elemwise(LogErlangB(name="log_erlang_b"))
+
+
+def log_erlang_b(servers: Any, log_load: Any) -> Any:
+    """``log B(servers, A)`` for PyTensor tensors (elementwise, broadcast), from ``log A``."""
+    return _LOG_ERLANG_B(pt.cast(servers, "int64"), log_load)
+
+
+def erlang_b_pt(servers: Any, load: Any) -> Any:
+    """Erlang-B blocking for PyTensor tensors: :func:`log_erlang_b` of ``log(load)``."""
+    return pt.exp(log_erlang_b(servers, pt.log(load)))
 
 
 def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
@@ -138,12 +196,11 @@ def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
             log_rate = log_rate + day_index * pt.log(retention)[:, None]
         rate = pt.exp(log_rate)
 
-        # -- the channel: Erlang-B per channel (its line count fixes the unrolled recursion) --------
+        # -- the channel: Erlang-B per channel and day, the line count as data --------------------
+        servers = pm.Data("servers", inputs["servers"], dims="channel")
         log_load = log_rate + pt.log(tau)[:, None] - np.log(60.0)
-        blocking = pt.stack([pt.exp(log_blocking(n, log_load[i], pt.softplus))
-                             for i, n in enumerate(structure["servers"])])
-        blocking = pm.Deterministic("blocking", blocking, dims=("channel", "day"))
-        servers = pt.as_tensor_variable(np.asarray(structure["servers"], dtype=float))
+        blocking = pm.Deterministic("blocking", pt.exp(log_erlang_b(servers[:, None], log_load)),
+                                    dims=("channel", "day"))
         attempts = pm.Deterministic("attempts", rate * hours, dims=("channel", "day"))
         answered = attempts * share[:, None] * (1.0 - blocking)
         expected = pm.Deterministic("expected_enrolments", answered * enrol[:, None],
