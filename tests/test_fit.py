@@ -187,3 +187,41 @@ def test_a_366_day_campaign_fits_behind_the_gate(capsys, tmp_path, kss_path):
     assert "Diagnostics gate PASSED" in out
     ds = load_case(case).to_dataset()
     assert ds.sizes["day"] == 366
+
+
+def test_the_compile_message_says_what_this_machine_measured(tmp_path, monkeypatch, kss_path,
+                                                            baseline_path):
+    from truecount.cli import _compile_estimate
+    from truecount.inference import _remember_compile_seconds, compile_times_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fitter = Fitter.for_case(load_case(kss_path), load_spec(baseline_path))
+    assert fitter.expected_compile_seconds() is None
+    assert "not timed on this machine yet" in _compile_estimate(fitter)
+    _remember_compile_seconds(fitter.structure_key(), 12.34)
+    assert compile_times_file().parent == tmp_path / "truecount"
+    assert _compile_estimate(fitter) == "12 s last time on this machine"
+    other = Fitter.for_case(load_case(kss_path, ["round_the_clock"]), load_spec(baseline_path))
+    assert other.structure_key() == fitter.structure_key()  # a reading changes data, not code
+    compile_times_file().write_text("not json", encoding="utf-8")
+    assert fitter.expected_compile_seconds() is None  # a damaged file is no estimate, no error
+
+
+def test_quiet_says_nothing_while_fitting(capsys, tmp_path, kss_path, monkeypatch):
+    import truecount.cli as cli
+    import truecount.inference as inference
+
+    monkeypatch.setattr(inference.Fitter, "expected_compile_seconds", lambda self: None)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(inference, "fit_gated", stop)
+    for quiet, said in ((False, True), (True, False)):
+        with pytest.raises(Stop):
+            cli._fit_case(load_case(kss_path), load_spec("baseline"), None, seed=0, draws=100,
+                          tune=100, chains=1, quiet=quiet)
+        assert ("compiling the model first" in capsys.readouterr().err) is said

@@ -167,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     _report_options(fitp)
     fitp.add_argument("--no-report", action="store_true", help="skip the report")
     fitp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    fitp.add_argument("--quiet", action="store_true",
+                      help="say nothing while fitting (no progress bar); warnings and errors stay")
     fitp.add_argument("--force", action="store_true", help="replace a non-empty run folder")
     fitp.add_argument("--allow-unconverged", action="store_true",
                       help="write and show results that failed the gate, stamped UNCONVERGED")
@@ -275,10 +277,12 @@ def _parser() -> argparse.ArgumentParser:
     cache = sub.add_parser(
         "cache",
         help="show or clear the compiled-model caches",
-        description="The first fit of a model structure compiles it (about 100 s with empty "
-        "caches, about 20 s with warm ones); PyTensor keeps the compiled pieces in its compile "
-        "folder, keyed by the graph and the library versions, so a changed model or upgrade "
-        "never reuses a stale piece. This shows the folders and their size, or clears them.",
+        description="The first fit of a model structure compiles it (about 60 s with empty "
+        "caches on 2 cores, about 15 s with warm ones); PyTensor keeps the compiled pieces in "
+        "its compile folder, keyed by the graph and the library versions, so a changed model or "
+        "upgrade never reuses a stale piece; truecount remembers how long each structure took "
+        "to compile, for the message shown while compiling. This shows the folders and their "
+        "size, or clears them.",
     )
     cache.add_argument("--clear", action="store_true", help="delete the cached compiled code")
     cache.set_defaults(run=_run_cache)
@@ -385,8 +389,11 @@ def _run_cache(args: argparse.Namespace) -> int:
 
     import pytensor
 
+    from truecount.inference import compile_times_file
+
     base = Path(pytensor.config.base_compiledir)
     folders = [Path(pytensor.config.compiledir), base / "numba"]  # PyTensor's numba cache
+    folders.append(compile_times_file().parent)  # our compile times, for the waiting message
     if os.environ.get("NUMBA_CACHE_DIR"):
         folders.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     for folder in folders:
@@ -493,7 +500,8 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
     tree, verdict, summary = _fit_case(case, spec, options, seed=args.seed, draws=args.draws,
                                        tune=args.tune, chains=args.chains,
                                        target_accept=args.target_accept, retry=not args.no_retry,
-                                       progress=sys.stderr.isatty() and not args.json)
+                                       progress=sys.stderr.isatty() and not args.json,
+                                       quiet=args.quiet)
     if not verdict.passed and not args.allow_unconverged:
         print(f"truecount: {verdict.text}", file=sys.stderr)
         if verdict.divergences:  # more draws cannot remove divergences; smaller steps may
@@ -520,11 +528,12 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
 
 def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune: int,
               chains: int, target_accept: float | None = None, retry: bool = False,
-              progress: bool = False) -> Any:
+              progress: bool = False, quiet: bool = False) -> Any:
     """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share.
 
     With ``retry`` a fit that fails the gate is refitted once (:func:`truecount.inference.fit_gated`)
     and the user is told; ``rerun`` reproduces the recorded settings directly, without a retry.
+    ``quiet`` keeps what is said while fitting (not warnings or errors) off stderr.
     """
     import logging
 
@@ -532,19 +541,32 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     from truecount.model import build_model
     from truecount.results import summarize
 
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"truecount: {text}", file=sys.stderr)
+
     model = build_model(case, spec)
     logging.getLogger("pymc").setLevel(logging.WARNING)  # its "Sampling: [...]" lines are noise here
-    print(f"truecount: fitting {case.id} under {spec.id}: {chains} chains x "
-          f"({tune} tuning + {draws} draws), seed {seed}; compiling the model "
-          "first (10-30 s)...", file=sys.stderr)
-    tree, verdict, _ = fit_gated(Fitter(model), draws=draws, tune=tune, chains=chains, seed=seed,
+    fitter = Fitter(model)
+    say(f"fitting {case.id} under {spec.id}: {chains} chains x ({tune} tuning + {draws} draws), "
+        f"seed {seed}; compiling the model first ({_compile_estimate(fitter)})...")
+    tree, verdict, _ = fit_gated(fitter, draws=draws, tune=tune, chains=chains, seed=seed,
                                  target_accept=target_accept or DEFAULT_TARGET_ACCEPT,
-                                 retry=retry, progress=progress,
-                                 say=lambda text: print(f"truecount: {text}", file=sys.stderr))
+                                 retry=retry, progress=progress and not quiet, say=say)
     dates = {c.id: c.when for c in case.claims}
     summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
                         thresholds=options.thresholds)
     return tree, verdict, summary
+
+
+def _compile_estimate(fitter: Any) -> str:
+    """What compiling will take: this machine's last time for the structure, else measured typicals."""
+    seconds = fitter.expected_compile_seconds()
+    if seconds is not None:
+        return f"{seconds:.0f} s last time on this machine"
+    # Measured on a 2-core machine (docs/performance.md): empty compile caches about a minute,
+    # a structure compiled before by PyTensor about 15 s.
+    return "not timed on this machine yet: about 60 s with empty compile caches on 2 cores, 15 s after"
 
 
 def _recorded_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,9 +18,12 @@ record the versions, the seed, the sampler settings, the hashes of the case and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,6 +135,19 @@ class Fitter:
         with pytensor.config.change_flags(numba__fastmath=False):
             self._compiled = nutpie.compile_pymc_model(self.model, var_names=self.free)
         self.compile_seconds = time.perf_counter() - start
+        _remember_compile_seconds(self.structure_key(), self.compile_seconds)
+
+    def structure_key(self) -> str:
+        """What the compiled code depends on: model structure, prior families, library versions."""
+        spec = self.spec
+        parts = {"structure": {k: repr(v) for k, v in sorted(self.info.structure.items())},
+                 "priors": {k: p.dist for k, p in sorted(spec.priors.items())},
+                 "versions": _versions()}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+    def expected_compile_seconds(self) -> float | None:
+        """How long compiling this structure took the last time on this machine (None: never)."""
+        return _compile_seconds().get(self.structure_key())
 
     def inputs_for(self, case: Case | xr.Dataset | None) -> dict[str, np.ndarray]:
         """The data arrays of ``case`` (default: the model's own), checked against the structure."""
@@ -440,6 +456,34 @@ def fit_gated(fitter: Fitter, case: Case | xr.Dataset | None = None, *, draws: i
     tree.attrs["total_seconds"] = round(first.get("total_seconds", 0.0)
                                         + tree.attrs.get("total_seconds", 0.0), 3)
     return tree, gate(tree), f"refit after the first failed the gate ({why})"
+
+
+def compile_times_file() -> Path:
+    """Where compile times are remembered (only for the message a user sees while waiting)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "truecount" / "compile-seconds.json"
+
+
+def _compile_seconds() -> dict[str, float]:
+    try:
+        data = json.loads(compile_times_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)} \
+        if isinstance(data, dict) else {}
+
+
+def _remember_compile_seconds(key: str, seconds: float) -> None:
+    times = _compile_seconds()
+    times[key] = round(seconds, 1)
+    path = compile_times_file()
+    try:  # a message's estimate is not worth failing a fit for
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(times, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def _versions() -> dict[str, str]:
