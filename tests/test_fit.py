@@ -36,6 +36,7 @@ def test_kss_fit_passes_the_gate_and_writes_the_run(capsys, tmp_path, kss_path):
     assert "True enrolments by the end of the drive" in captured.out
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["gate_passed"] is True and summary["stamp"] is None
+    assert summary["conflicts"] == []  # no prior-data conflict (tests/test_conflict.py)
     headline = summary["true_enrolments"]
     assert 0 < headline["lower"] < headline["median"] < headline["upper"]
     # 49,000 registrations cannot fit through six lines in five days.

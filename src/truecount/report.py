@@ -27,6 +27,8 @@ from truecount import figures
 from truecount.case import Case
 from truecount.diagnostics import GateResult, gate
 from truecount.results import (
+    CONFLICT,
+    CONFLICT_MASS,
     INTERVAL_KINDS,
     Summary,
     format_number,
@@ -134,6 +136,14 @@ def _blocks(tree: xr.DataTree, case: Case, spec: Spec, summary: Summary, verdict
                    f"{summary.true_enrolments.text()}.** The channel could have registered at most "
                    f"{summary.capacity.text()} people over its open hours (every attended line "
                    "always busy, every answered call an enrolment)."))
+    for conflict in summary.conflicts:
+        b.append(("conflict", f"{CONFLICT}: {conflict}"))
+    if summary.conflicts:
+        b.append(("p", "A prior-data conflict: a parameter's posterior median outside the central "
+                       f"{CONFLICT_MASS:.0%} of its prior, or an observed claim or report outside "
+                       f"the central {CONFLICT_MASS:.0%} of what the priors predict. The "
+                       "diagnostics gate cannot see this: the sampler explores such a posterior "
+                       "as well as any other."))
     rows = []
     for c in summary.claims:
         rows.append([c.id, f"{c.value:,}", c.date, _iv(c.true_at_claim), _iv(c.inflation),
@@ -362,9 +372,12 @@ def _barg(summary: Summary, refits: bool) -> list[Block]:
         ["1B Likelihood and parameters", "Methods (words and formulas)", "yes"],
         ["1C Priors, justified", "Methods: priors table with reasons", "yes"],
         ["1D Formal specification", "Methods formulas; truecount.model docstring", "yes"],
-        ["1E Prior predictive check", "Prior draws in posterior.nc (prior, prior_predictive); "
-                                      "prior outlines in the figures", "partly: no dedicated "
-                                                                         "section"],
+        ["1E Prior predictive check", "Headline: prior-data conflict check (parameters against "
+                                      "their prior draws, claims and reports against the prior "
+                                      "predictive); prior draws in posterior.nc (prior, "
+                                      "prior_predictive); prior outlines in the figures",
+         "partly: no dedicated section"
+         + ("; **CONFLICT** (see Headline)" if summary.conflicts else "")],
         ["2A Software and versions", "Methods: Computation", "yes"],
         ["2B Chain convergence (R-hat, ESS)", "Diagnostics", converged],
         ["2C Chain resolution (ESS)", "Diagnostics; summary.csv", converged],
@@ -417,6 +430,7 @@ def latex_table(summary: Summary) -> str:
     lines += [r"\bottomrule", r"\end{tabular}",
               f"% Intervals: {tex(kind)}s. " + ("UNCONVERGED: do not quote."
                                                  if summary.stamp else "Diagnostics gate passed.")]
+    lines += [f"% {CONFLICT}: {conflict}" for conflict in summary.conflicts]
     return "\n".join(lines) + "\n"
 
 
@@ -432,7 +446,7 @@ def render_markdown(blocks: list[Block]) -> str:
             out.append("#" * block[1] + " " + block[2])
         elif kind == "p":
             out.append(block[1])
-        elif kind == "stamp":
+        elif kind in ("stamp", "conflict"):
             out.append(f"> **{block[1]}**")
         elif kind == "ul":
             out.append("\n".join(f"- {item}" for item in block[1]))
@@ -456,6 +470,7 @@ th,td{border:1px solid #bbb;padding:.3rem .5rem;vertical-align:top;text-align:le
 th{background:#f2f2f2} pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
 img{max-width:100%;display:block;margin:1rem 0} figcaption{font-size:.9rem;color:#555}
 .stamp{background:#b00020;color:#fff;font-weight:bold;padding:.6rem 1rem;margin:1rem 0}
+.conflict{background:#9a4a00}
 .stamp-fixed{position:fixed;top:0;left:0;right:0;text-align:center;z-index:10;margin:0}
 @media print{.stamp-fixed{position:fixed}}
 """
@@ -476,6 +491,8 @@ def render_html(blocks: list[Block], images: dict[str, bytes], title: str) -> st
             body.append(f"<p>{_inline(block[1])}</p>")
         elif kind == "stamp":
             body.append(f'<div class="stamp">{html.escape(block[1])}</div>')
+        elif kind == "conflict":
+            body.append(f'<div class="stamp conflict">{html.escape(block[1])}</div>')
         elif kind == "ul":
             items = "".join(f"<li>{_inline(i)}</li>" for i in block[1])
             body.append(f"<ul>{items}</ul>")

@@ -5,6 +5,13 @@ median, equal-tailed (ETI) and highest-density (HDI) intervals at each mass, and
 diagnostics, rounded to what the uncertainty supports (:func:`round_to_sd`). :func:`summarize` reads
 the headline from that same table into a :class:`Summary` of small dataclasses, so the headline and
 the table cannot disagree. The CLI and the report render these; they compute nothing themselves.
+
+:func:`prior_data_conflicts` says where the data contradict the spec, which the gate cannot see (a
+sampler explores an absurd posterior as happily as a sensible one): a sampled parameter whose
+posterior median lies outside the central :data:`CONFLICT_MASS` of its prior draws, or an observed
+claim or report outside the central :data:`CONFLICT_MASS` of the prior predictive (Evans and
+Moshonov 2006: the data are surprising under the priors). Both are read from the fit's own
+``prior`` and ``prior_predictive`` groups, so a run folder carries everything the check needs.
 """
 
 from __future__ import annotations
@@ -19,8 +26,14 @@ import pandas as pd
 import xarray as xr
 
 from truecount.diagnostics import REPORTED, GateResult
+from truecount.spec import PARAMETERS
 
 UNCONVERGED = "UNCONVERGED: the diagnostics gate failed; do not quote these numbers"
+#: How the CLI and the report mark each line of :attr:`Summary.conflicts`.
+CONFLICT = "PRIOR-DATA CONFLICT"
+#: A posterior median, or an observed value, outside this central share of its prior (predictive)
+#: draws is a prior-data conflict.
+CONFLICT_MASS = 0.99
 INTERVAL_KINDS = {"eti": "equal-tailed credible interval", "hdi": "highest-density credible interval"}
 #: Posterior probabilities reported as the share of draws where an indicator holds.
 PROBABILITIES = ("claim_possible", "p_honest", "p_counts_attempts")
@@ -76,6 +89,8 @@ class Summary:
     gate_passed: bool
     gate_text: str
     stamp: str | None
+    #: One sentence per prior-data conflict (:func:`prior_data_conflicts`); empty when none.
+    conflicts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -170,7 +185,113 @@ def summarize(tree: xr.DataTree, gate_result: GateResult, table: pd.DataFrame | 
         true_enrolments=iv("true_enrolments_total"), capacity=iv("total_capacity"),
         claims=claims, thresholds=below, gate_passed=gate_result.passed,
         gate_text=gate_result.text, stamp=None if gate_result.passed else UNCONVERGED,
+        conflicts=prior_data_conflicts(tree),
     )
+
+
+def prior_data_conflicts(tree: xr.DataTree, mass: float = CONFLICT_MASS) -> tuple[str, ...]:
+    """Sentences naming where the data contradict the spec; empty when nowhere (or no prior draws).
+
+    Two checks, both against the fit's own prior draws (``prior`` and ``prior_predictive``, drawn
+    from the spec), both invariant to the scale a parameter is written on:
+
+    * every sampled parameter (element by element): its posterior median outside the central
+      ``mass`` of its prior draws. The data have pulled it where the spec says it almost never is,
+      usually because the model absorbs something it cannot explain (a claim no channel could
+      produce read as enormous claim noise).
+    * every observed claim and report: outside the central ``mass`` of its prior predictive
+      replicates. The priors together cannot produce it, so whatever explains it in the posterior
+      (inflation, call attempts, noise) sits far in a prior's tail.
+
+    Either way the intervals rest on the shape of a prior's tail rather than on evidence. A
+    parameter fixed by the spec, or drawn constant, has no spread to leave and is skipped.
+    """
+    if "prior" not in tree.children:
+        return ()
+    tail = (1.0 - mass) / 2.0
+    out: list[str] = []
+    post, prior = tree["posterior"].to_dataset(), tree["prior"].to_dataset()
+    for name in PARAMETERS:
+        if name not in post or name not in prior:
+            continue
+        labels, post_values = _elements(name, post[name])
+        _, prior_values = _elements(name, prior[name])
+        for label, x, p in zip(labels, post_values, prior_values, strict=True):
+            p = p[np.isfinite(p)]
+            if p.size == 0 or np.ptp(p) == 0:
+                continue
+            lo, hi = (float(v) for v in np.quantile(p, [tail, 1.0 - tail]))
+            median = float(np.median(x))
+            if lo <= median <= hi:
+                continue
+            high = median > hi
+            beyond = int(np.sum(p >= median)) if high else int(np.sum(p <= median))
+            out.append(
+                f"{label}: posterior median {_num(median)}, far outside its prior (its central "
+                f"{mass:.0%}: {_num(lo)}-{_num(hi)}; {beyond:,} of {p.size:,} prior draws as "
+                f"{'high' if high else 'low'}). The data contradict the spec here (the model may be "
+                "absorbing into this parameter something it cannot otherwise explain), and "
+                "every interval depends on this prior's tail; check the case's claims and "
+                "evidence, and the spec's prior, before quoting.")
+    if "prior_predictive" in tree.children and "observed_data" in tree.children:
+        out += _observed_conflicts(tree, tail, mass)
+    return tuple(out)
+
+
+def _observed_conflicts(tree: xr.DataTree, tail: float, mass: float) -> list[str]:
+    observed = tree["observed_data"].to_dataset()
+    replicated = tree["prior_predictive"].to_dataset()
+    fitted = (tree["posterior_predictive"].to_dataset()
+              if "posterior_predictive" in tree.children else xr.Dataset())
+    out = []
+    for name, what, causes in (
+            ("claim_value", "claim", "inflation, call attempts, claim noise"),
+            ("evidence_reports_failed", "evidence", "reporting bias, the share of calls failing")):
+        if name not in observed or name not in replicated or observed[name].ndim != 1:
+            continue
+        (dim,) = observed[name].dims
+        for element in observed[dim].values:
+            y = float(observed[name].sel({dim: element}))
+            rep = replicated[name].sel({dim: element}).values.astype(float).ravel()
+            rep = rep[np.isfinite(rep)]
+            if rep.size == 0:
+                continue
+            above, below = int(np.sum(rep >= y)), int(np.sum(rep <= y))
+            if min(above, below) >= tail * rep.size:
+                continue
+            high = above < below
+            lo, hi = (float(v) for v in np.quantile(rep, [tail, 1.0 - tail]))
+            side = "high" if high else "low"
+            if what == "claim":
+                label, noun = f"claim {element} ({_num(y)})", "claims"
+            else:
+                label, noun = f"evidence {element} ({_num(y)} failed reports)", "counts"
+            text = (f"{label} is further out than the spec's priors reach: "
+                    f"{above if high else below:,} of {rep.size:,} prior predictive {noun} are as "
+                    f"{side} (their central {mass:.0%}: {_num(lo)}-{_num(hi)})")
+            if name in fitted:
+                fit_rep = fitted[name].sel({dim: element}).values.astype(float).ravel()
+                hits = int(np.sum(fit_rep >= y)) if high else int(np.sum(fit_rep <= y))
+                text += f", and {hits:,} of {fit_rep.size:,} posterior predictive ones"
+            out.append(
+                text + ". The data contradict the spec here: whatever explains this "
+                f"{what} ({causes}) sits far in a prior's tail, so "
+                "the numbers about it rest on that tail, not on evidence; check the value and "
+                "the spec before quoting.")
+    return out
+
+
+def _elements(name: str, da: xr.DataArray) -> tuple[list[str], np.ndarray]:
+    """Labels (as in :func:`quantity_table`) and draws, one row per element of ``da``."""
+    da = da.astype(float)
+    extra = [str(d) for d in da.dims if d not in ("chain", "draw")]
+    stacked = da.stack(__sample__=("chain", "draw")).transpose(*extra, "__sample__")
+    return (_labels(name, stacked, extra),
+            stacked.values.reshape(-1, stacked.sizes["__sample__"]))
+
+
+def _num(x: float) -> str:
+    return format_number(round_sig(x, 2))
 
 
 def interval_from_table(table: pd.DataFrame, label: str, mass: float, kind: str) -> Interval:
