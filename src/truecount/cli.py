@@ -636,13 +636,19 @@ def _rerun_into(args: argparse.Namespace, folder: Any, case: Any, spec: Any, inf
 
 
 def render_summary(summary: Any, attrs: Any, out: Any, report: bool = True) -> str:
-    """The headline of a fit as plain text; every line stamped if the gate failed."""
+    """The headline of a fit as plain text; every line stamped if the gate failed.
+
+    Each prior-data conflict (``summary.conflicts``) is one loud line right under the headline.
+    """
+    from truecount.results import CONFLICT
+
     lines = [
         f"{summary.case_id} under spec {summary.spec_id}: seed {summary.seed}, {summary.chains} "
         f"chains x {summary.draws:,} draws ({attrs.get('compile_seconds', 0):.0f} s compiling, "
         f"{attrs.get('sample_seconds', 0):.1f} s sampling)",
         "",
         f"True enrolments by the end of the drive: {summary.true_enrolments.text()}",
+        *[f"{CONFLICT}: {conflict}" for conflict in summary.conflicts],
         f"Channel capacity over the window (most registrations possible): "
         f"{summary.capacity.text()}",
         "",
