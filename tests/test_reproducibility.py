@@ -357,3 +357,16 @@ def test_a_fit_killed_while_sampling_leaves_the_folder_as_it_was(tmp_path, kss_p
         assert (out / "marker.txt").read_text(encoding="utf-8") == "old"
     else:
         assert not out.exists()
+
+
+def test_compare_ignores_an_empty_field_that_a_newer_truecount_added():
+    # A run written before summary.json had `conflicts` is reproduced when there are none now;
+    # a field that appeared with content, or one that vanished, is still a difference.
+    draws = xr.DataTree.from_dict({"posterior": xr.Dataset({"a": (("chain", "draw"),
+                                                                  np.zeros((1, 2)))})})
+    old = {"median": 1}
+    assert compare(old, {"median": 1, "conflicts": []}, draws, draws, ("a",)) == []
+    assert compare(old, {"median": 1, "conflicts": ["x"]}, draws, draws, ("a",)) == [
+        "summary conflicts: None then, ['x'] now"]
+    assert compare({"median": 1, "gone": 2}, {"median": 1}, draws, draws, ("a",)) == [
+        "summary gone: 2 then, None now"]

@@ -522,8 +522,11 @@ def compare(old_summary: dict[str, Any], new_summary: dict[str, Any], old: xr.Da
 
     Empty when every number of the summary and every draw of every quantity is identical.
     """
+    # A field that a newer truecount added to the summary, empty now, is not a changed number.
+    added = {k for k, v in new_summary.items() if k not in old_summary and not v}
     diffs = [f"summary {key}: {a!r} then, {b!r} now"
-             for key, a, b in _flat_differences(old_summary, new_summary, "")]
+             for key, a, b in _flat_differences(old_summary, {k: v for k, v in new_summary.items()
+                                                              if k not in added}, "")]
     post_old, post_new = old["posterior"].to_dataset(), new["posterior"].to_dataset()
     for name in names:
         if name not in post_old and name not in post_new:
