@@ -102,33 +102,9 @@ def test_structure_switches_change_the_graph(kss_path, baseline_path, tmp_path):
 
 def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
     """truecount.forward recomputes the model's Deterministics in NumPy; they must agree."""
-    from truecount.forward import deterministics
-    from truecount.model import model_info
+    from test_switches import assert_forward_equals_model
 
-    info = model_info(kss_model)
-    names = ["blocking", "attempts", "expected_enrolments", "capacity", "capacity_at_claim",
-             "days_needed", "funnel_at_claim", "claim_loglik", "p_honest", "p_counts_attempts",
-             "failed_share"]
-    outputs = kss_model.replace_rvs_by_values([kss_model[n] for n in names])
-    fn = kss_model.compile_fn(outputs, inputs=kss_model.value_vars, on_unused_input="ignore")
-    inputs = {v.name: np.asarray(v.get_value()) for v in kss_model.data_vars}
-    sigma_u = info.spec.priors["log_inflation"].params["sigma"]
-    rvs = kss_model.free_RVs
-    draws = pm.draw(rvs, draws=20, random_seed=3)
-    for i in range(20):
-        params = {rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws, strict=True)}
-        point = {}
-        for rv in rvs:
-            value = params[rv.name]
-            transform = kss_model.rvs_to_transforms.get(rv)
-            if transform is not None:
-                value = transform.forward(value, *rv.owner.inputs).eval()
-            point[kss_model.rvs_to_values[rv].name] = value
-        from_model = dict(zip(names, fn(point), strict=True))
-        from_numpy = deterministics(inputs, info.structure, params, sigma_u)
-        for name in names:
-            np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=1e-8, atol=1e-10,
-                                       err_msg=name)
+    assert_forward_equals_model(kss_model, draws=20, rtol=1e-8)
 
 
 @pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])

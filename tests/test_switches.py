@@ -67,19 +67,20 @@ def test_every_data_container_is_read_by_the_log_density(tmp_path, switches, evi
     assert unused == []
 
 
-@pytest.mark.slow  # about 8 s of compiling per combination; tests/test_model.py checks KSS fast
-@pytest.mark.parametrize(("switches", "evidence"), CASES, ids=CASE_IDS)
-def test_numpy_forward_layer_equals_the_models_deterministics(tmp_path, switches, evidence):
-    model = build_model(load_case(_case(tmp_path, evidence)), load_spec(_spec(tmp_path, switches)))
+def assert_forward_equals_model(model: pm.Model, draws: int = 10, rtol: float = 1e-7) -> None:
+    """The NumPy forward layer's Deterministics equal the model's at ``draws`` prior draws.
+
+    ``rtol`` 1e-7: PyMC's normal_lcdf and SciPy's log_ndtr differ in the 9th digit in the tails.
+    """
     info = model_info(model)
     outputs = model.replace_rvs_by_values([model[n] for n in DETERMINISTICS])
     fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
     inputs = {v.name: np.asarray(v.get_value()) for v in model.data_vars}
     sigma_u = info.spec.priors["log_inflation"].params["sigma"]
     rvs = model.free_RVs
-    draws = pm.draw(rvs, draws=10, random_seed=3)
-    for i in range(10):
-        params = {rv.name: np.asarray(d[i]) for rv, d in zip(rvs, draws, strict=True)}
+    prior_draws = pm.draw(rvs, draws=draws, random_seed=3)
+    for i in range(draws):
+        params = {rv.name: np.asarray(d[i]) for rv, d in zip(rvs, prior_draws, strict=True)}
         point = {}
         for rv in rvs:
             value = params[rv.name]
@@ -92,9 +93,15 @@ def test_numpy_forward_layer_equals_the_models_deterministics(tmp_path, switches
         from_model = dict(zip(DETERMINISTICS, fn(point), strict=True))
         from_numpy = deterministics(inputs, info.structure, params, sigma_u)
         for name in DETERMINISTICS:
-            # 1e-7: PyMC's normal_lcdf and SciPy's log_ndtr differ in the 9th digit in the tails
-            np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=1e-7, atol=1e-10,
+            np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=rtol, atol=1e-10,
                                        err_msg=name)
+
+
+@pytest.mark.slow  # about 8 s of compiling per combination; tests/test_model.py checks KSS fast
+@pytest.mark.parametrize(("switches", "evidence"), CASES, ids=CASE_IDS)
+def test_numpy_forward_layer_equals_the_models_deterministics(tmp_path, switches, evidence):
+    assert_forward_equals_model(build_model(load_case(_case(tmp_path, evidence)),
+                                            load_spec(_spec(tmp_path, switches))))
 
 
 @pytest.mark.slow
