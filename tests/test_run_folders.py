@@ -385,3 +385,14 @@ def test_two_calibrations_never_append_to_one_folder(capsys, tmp_path, kss_path)
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_a_leftover_old_folder_under_our_own_pid_is_put_back_not_deleted(tmp_path):
+    # A killed run's pid can come back as ours; its old folder may be the only copy.
+    out = tmp_path / "run"
+    old = tmp_path / f".run.old-{os.getpid()}"
+    old.mkdir()
+    (old / RUN).write_text("{}", encoding="utf-8")
+    with claimed(out, force=True):
+        pass
+    assert (out / RUN).is_file() and not old.exists()

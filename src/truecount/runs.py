@@ -131,7 +131,8 @@ class Claim:
         for kind in ("old", "partial"):  # an old folder first: it may be the only copy
             for path in sorted(parent.glob(f".{glob.escape(name)}.{kind}-*")):
                 pid = path.name.rsplit("-", 1)[-1]
-                if not pid.isdigit() or _alive(int(pid)):
+                # Our own pid on a leftover is an earlier process's, reused: it is not running.
+                if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
                     continue
                 if kind == "old" and not self.out.exists():
                     path.rename(self.out)
