@@ -361,6 +361,43 @@ def _load(path: Path, chain: tuple[Path, ...]) -> Spec:
     return spec
 
 
+#: Where a prior's central 99.8% must lie, by the parameter's support. The model computes in
+#: 64-bit floats on the parameters' own scales (minutes, attempts an hour, shares), multiplying
+#: and exponentiating them: outside these bounds a prior stops being a belief about a drive and
+#: becomes a number the arithmetic cannot carry (a log-normal with sigma 100 overflows, a share of
+#: 1e-300 turns every count into 0 behind a passed gate). Every shipped prior is orders of magnitude
+#: inside them.
+USABLE_RANGE = {"positive": (1e-8, 1e8), "unit": (1e-8, 1.0 - 1e-8)}
+#: A prior whose central 99.8% is narrower than this, relative to its size, is a point: the
+#: sampler cannot move in it (a Uniform of width 1e-16). Such a belief is ``dist = "Fixed"``.
+NARROWEST = 1e-6
+
+
+def _check_usable(name: str, dist_name: str, params: dict[str, float], f: Fields,
+                  elicit: str | None) -> None:
+    """Refuse a prior the model cannot use, naming its field (see :data:`USABLE_RANGE`)."""
+    parameter = PARAMETERS[name]
+    low, high = USABLE_RANGE.get(parameter.support, (-math.inf, math.inf))
+    key = elicit or DISTRIBUTIONS[dist_name].params[-1]
+    shown = f"{dist_name}({', '.join(f'{k}={v:.4g}' for k, v in params.items())})"
+    if dist_name == "Fixed":
+        lo = hi = params["value"]
+    else:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            lo, hi = (float(q) for q in DISTRIBUTIONS[dist_name].scipy(**params).ppf(
+                [0.001, 0.999]))
+    where = (f"{shown}, value {lo:.4g}" if dist_name == "Fixed"
+             else f"{shown}, with 99.8% of its mass between {lo:.4g} and {hi:.4g}")
+    if not (math.isfinite(lo) and math.isfinite(hi) and low <= lo and hi <= high):
+        raise f.error(key, where, f"a prior of {name} within {low:.10g} to {high:.10g} {parameter.unit} "
+                      "(the range the model's arithmetic can carry)",
+                      "Choose parameters that describe a plausible range.")
+    if dist_name != "Fixed" and not hi - lo > NARROWEST * max(abs(lo), abs(hi)):
+        raise f.error(key, where, f"a prior wider than {NARROWEST:g} of its size (narrower, "
+                      "the sampler cannot move)", 'For a known value use dist = "Fixed".')
+
+
 def _parse_prior(name: str, f: Fields) -> Prior:
     dist_name = f.req_text("dist", choices=DISTRIBUTIONS)
     dist = DISTRIBUTIONS[dist_name]
@@ -427,6 +464,7 @@ def _parse_prior(name: str, f: Fields) -> Prior:
             if (support in ("positive", "unit") and low <= 0) or (support == "unit" and high >= 1):
                 raise f.error(dist.params[0], show(low), f"values inside the support of {name} "
                               f"({support})")
+    _check_usable(name, dist_name, params, f, "elicit" if elicited is not None else None)
     unit = f.text("unit", required=False)  # optional, for the reader; must agree with the model's
     if unit is not None and unit != PARAMETERS[name].unit:
         raise f.error("unit", show(unit), repr(PARAMETERS[name].unit), "The unit is fixed by the "
