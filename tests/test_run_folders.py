@@ -396,3 +396,23 @@ def test_a_leftover_old_folder_under_our_own_pid_is_put_back_not_deleted(tmp_pat
     with claimed(out, force=True):
         pass
     assert (out / RUN).is_file() and not old.exists()
+
+
+@pytest.mark.parametrize("target", ["missing", "userdir", "run"])
+def test_a_link_as_out_is_refused_before_fitting(capsys, tmp_path, kss_path, target):
+    # A dangling link made the fit fail only at the final rename; a link to a folder would have
+    # been replaced by the new folder, its target left behind.
+    (tmp_path / "userdir").mkdir()
+    (tmp_path / "userdir" / "notes.txt").write_text("mine", encoding="utf-8")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / RUN).write_text("{}", encoding="utf-8")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / target)
+    code, _, err = run(capsys, "fit", kss_path, "--out", link, "--force")
+    assert code == 2 and "a folder path, not a link" in _one_error_line(err)
+    assert link.is_symlink() and (tmp_path / "userdir" / "notes.txt").exists()
+
+
+def test_an_out_name_too_long_is_bad_input_not_a_crash(capsys, tmp_path, kss_path):
+    code, _, err = run(capsys, "fit", kss_path, "--out", tmp_path / ("x" * 300))
+    assert code == 2 and "File name too long" in _one_error_line(err)

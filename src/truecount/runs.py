@@ -55,10 +55,17 @@ def check_writable(out: Path, force: bool, marker: str = RUN) -> None:
     it is one this command writes (it holds ``marker``: ``run.json`` for a run folder), so that
     ``--force`` never deletes a folder of the user's own files.
     """
-    if out.exists() and not out.is_dir():
-        raise InputError("--out", "", f"{str(out)!r} (a file)", "a folder to write the run into")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
+    try:
+        if out.is_symlink():  # renaming a folder onto a link replaces the link, not its target
+            raise InputError("--out", "", f"{str(out)!r} (a link to {os.readlink(out)!r})",
+                             "a folder path, not a link", "Give the folder's own path.")
+        if out.exists() and not out.is_dir():
+            raise InputError("--out", "", f"{str(out)!r} (a file)",
+                             "a folder to write the run into")
+        if not out.is_dir() or not any(out.iterdir()):
+            return
+    except OSError as exc:  # a name too long, a folder we may not list
+        raise _unwritable(out, exc) from None
     if not force:
         raise InputError("--out", "", f"{str(out)!r} (a folder that is not empty)",
                          "a new or empty folder", "Add --force to replace it, or choose another "
