@@ -416,3 +416,14 @@ def test_a_link_as_out_is_refused_before_fitting(capsys, tmp_path, kss_path, tar
 def test_an_out_name_too_long_is_bad_input_not_a_crash(capsys, tmp_path, kss_path):
     code, _, err = run(capsys, "fit", kss_path, "--out", tmp_path / ("x" * 300))
     assert code == 2 and "File name too long" in _one_error_line(err)
+
+
+@pytest.mark.parametrize("out", [".", "..", "sub/.."])
+def test_the_current_folder_as_out_is_refused_in_its_own_words(capsys, tmp_path, kss_path,
+                                                               monkeypatch, out):
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    code, _, err = run(capsys, "fit", kss_path, "--out", out, "--force")
+    assert code == 2 and "the current folder, or one that holds it" in _one_error_line(err)
+    assert sorted(p.name for p in here.iterdir()) == ["sub"]

@@ -55,6 +55,11 @@ def check_writable(out: Path, force: bool, marker: str = RUN) -> None:
     it is one this command writes (it holds ``marker``: ``run.json`` for a run folder), so that
     ``--force`` never deletes a folder of the user's own files.
     """
+    absolute, here = Path(os.path.abspath(out)), Path.cwd()
+    if absolute == here or absolute in here.parents:  # it would be renamed away under our feet
+        raise InputError("--out", "", f"{str(out)!r} (the current folder, or one that holds it)",
+                         "a folder of its own", "Give a new folder's name, e.g. --out "
+                         "results/NAME.")
     try:
         if out.is_symlink():  # renaming a folder onto a link replaces the link, not its target
             raise InputError("--out", "", f"{str(out)!r} (a link to {os.readlink(out)!r})",
