@@ -427,3 +427,17 @@ def test_the_current_folder_as_out_is_refused_in_its_own_words(capsys, tmp_path,
     code, _, err = run(capsys, "fit", kss_path, "--out", out, "--force")
     assert code == 2 and "the current folder, or one that holds it" in _one_error_line(err)
     assert sorted(p.name for p in here.iterdir()) == ["sub"]
+
+
+def test_a_case_file_path_in_run_json_that_is_a_folder_is_one_line(capsys, fake_run, tmp_path):
+    info = json.loads((fake_run / RUN).read_text(encoding="utf-8"))
+    info["case_file"] = str(tmp_path)
+    (fake_run / RUN).write_text(json.dumps(info), encoding="utf-8")
+    code, _, err = run(capsys, "report", fake_run)
+    assert code == 2 and "run.json: case_file" in _one_error_line(err)
+
+
+def test_sensitivity_checks_free_space_before_fitting(capsys, small_disk, kss_path):
+    (small_disk / "fill").write_bytes(b"\0" * 900_000)
+    code, _, err = run(capsys, "sensitivity", kss_path, "--out", small_disk / "sens")
+    assert code == 2 and "MB free" in _one_error_line(err)

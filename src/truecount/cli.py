@@ -343,7 +343,8 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
     case = load_case(args.case)
     alternatives = tuple(args.vary) or DEFAULT_ALTERNATIVES
     out = Path(args.out) if args.out else Path("results") / f"sensitivity-{case.id}"
-    with claimed(out, args.force, RESULTS_FILE, say=_note):
+    # A few MB: tables, the forest plot and the generated specs.
+    with claimed(out, args.force, RESULTS_FILE, 5_000_000, say=_note):
         args.target = (out, _identity(out))  # an interruption says whether out was touched
         return _sensitivity_into(args, case, alternatives, out)
 

@@ -450,7 +450,7 @@ def load_run(folder: Path) -> tuple[xr.DataTree, Case, Spec, dict[str, Any]]:
     info = read_info(folder)
     run_file = folder / RUN
     case_file, spec_file = Path(info["case_file"]), Path(info["spec_file"])
-    if not case_file.exists():
+    if not case_file.is_file():
         raise InputError(run_file, "case_file", f"{str(case_file)!r} (missing)",
                          "the case file of the fit", f"Restore it; a copy is in {folder / INPUTS}.")
     if _sha256(case_file) != info["case_sha256"]:
