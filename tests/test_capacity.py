@@ -97,6 +97,40 @@ def test_log_blocking_is_finite_from_tiny_to_huge_loads_and_many_lines():
     assert capacity.log_blocking(6, -200.0) == pytest.approx(6 * -200.0 - math.log(720), rel=1e-12)
 
 
+def test_scaled_recursion_equals_the_log_scale_form_and_the_closed_form_on_the_grid():
+    # N 1..5,000 and A from 0.01 N to 50 N (issue 13): the fast scaled recursion against the
+    # softplus form it replaced (the same recursion on the log scale) and against the textbook
+    # sum evaluated independently in log space; log B to 1e-10, i.e. B to 1e-10 relative, also
+    # in the far tails where B itself underflows.
+    ns = np.unique(np.concatenate([np.arange(1, 41), np.geomspace(41, 5000, 40).round()])).astype(int)
+    for n in ns:
+        log_a = np.log(n * np.geomspace(0.01, 50, 25))
+        fast = capacity.log_blocking(n, log_a)
+        slow = np.array([capacity._log_blocking_softplus(int(n), float(x)) for x in log_a])
+        np.testing.assert_allclose(fast, slow, rtol=1e-13, atol=1e-10)
+        if n in (1, 2, 3, 6, 17, 156, 1000, 5000):
+            closed = np.array([_log_reference(int(n), float(x)) for x in log_a])
+            np.testing.assert_allclose(fast, closed, rtol=1e-13, atol=1e-10)
+
+
+def test_scaled_recursion_at_the_edges_of_its_range():
+    # Below 4e-18 Erlangs the log-scale form takes over; both sides of the switch agree with
+    # B ~ A^c / c!, and nothing overflows at a million lines or at the largest loads.
+    for log_a in (-40.0 - 1e-9, -40.0 + 1e-9, -45.0, -1e4):
+        assert capacity.log_blocking(6, log_a) == pytest.approx(6 * log_a - math.log(720), rel=1e-12)
+    assert capacity.log_blocking(1_000_000, np.log(1e-17)) < -1e7
+    assert np.isfinite(capacity.log_blocking(1_000_000, np.log(2e6)))
+    assert capacity.log_blocking(6, np.inf) == 0.0 and capacity.log_blocking(6, -np.inf) == -np.inf
+    assert np.isnan(capacity.log_blocking(6, np.nan))
+    assert capacity.log_blocking(0, 3.0) == 0.0
+
+
+def _log_reference(n: int, log_a: float) -> float:
+    k = np.arange(n + 1)
+    log_terms = k * log_a - gammaln(k + 1)
+    return float(log_terms[-1] - logsumexp(log_terms))
+
+
 @pytest.mark.parametrize("n", [1, 6, 40, 156, 2000])
 def test_log_blocking_slope_is_the_derivative_of_the_recursion(n):
     a = n * np.geomspace(0.01, 50, 15)

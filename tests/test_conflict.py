@@ -177,7 +177,7 @@ def test_a_fitted_impossible_claim_is_flagged_in_summary_text_and_report(tmp_pat
     case = tmp_path / "impossible.toml"
     case.write_text(text.replace("value = 49000\n", f"value = {IMPOSSIBLE}\n"), encoding="utf-8")
     out = tmp_path / "run"
-    code = main(["fit", str(case), "--out", str(out), "--draws", "500", "--tune", "500",
+    code = main(["fit", str(case), "--out", str(out), "--draws", "1000", "--tune", "1000",
                  "--seed", "0"])
     captured = capsys.readouterr()
     assert code == 0, captured.err  # the sampler is happy: the gate alone would say nothing
