@@ -139,7 +139,7 @@ def log_blocking_scalar(servers: int, log_load: float) -> float:  # pragma: no c
     function in its compiled log density (:func:`truecount.model.log_erlang_b`).
     """
     if not (log_load > _PLAIN_FROM_LOG_LOAD) or servers > _PLAIN_UP_TO_SERVERS:
-        return _log_blocking_softplus(servers, log_load)
+        return float(_log_blocking_softplus(servers, log_load))
     inverse_load = math.exp(-log_load)
     one = 1.0  # the 1 of x_k = 1 + (k/A) x_{k-1}, in the units of the scaled m
     m = 1.0
