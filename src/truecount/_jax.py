@@ -1,0 +1,98 @@
+r"""The model's one custom operation for PyTensor's JAX backend, and JAX's settings.
+
+Importing this module imports JAX and registers :class:`truecount.model.LogErlangB` with PyTensor's
+JAX dispatcher, so that any JAX route (PyMC's numpyro or blackjax samplers, nutpie's JAX backend,
+:mod:`truecount.jaxfit`) can compile the model. It is imported only by those routes: the
+numba route never pays for JAX.
+
+The recursion is the one of :func:`truecount.capacity.log_blocking_scalar` (same scaled
+:math:`x_k = 1 + (k/A)\,x_{k-1}`, rescaled by :math:`2^{-500}`, exact), one line per step of an
+XLA while loop run for every element at once (an element whose lines are done stops changing);
+the loads below :math:`4 \cdot 10^{-18}` that the NumPy reference sends to its log-scale form
+take the exact limit :math:`\log B = c \log A - \log c! - A` instead (the sum
+:math:`\sum_{k \le c} A^k/k!` is :math:`1 + A` to double precision there; 0 for no
+lines). The gradient is the exact slope :func:`truecount.capacity.log_blocking_slope`, as in
+the numba backend. Tested equal to the reference in ``tests/test_jax.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Chains run in parallel on as many XLA host devices as chains (set before JAX is first imported;
+# an XLA_FLAGS that already names a device count is left alone).
+_DEVICES = "--xla_force_host_platform_device_count"
+if _DEVICES not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_DEVICES}=8").strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
+from pytensor.link.jax.dispatch import jax_funcify  # noqa: E402
+
+from truecount.capacity import (  # noqa: E402
+    _LOG_RESCALE,
+    _PLAIN_FROM_LOG_LOAD,
+    _RESCALE_ABOVE,
+    _RESCALE_BY,
+    log_blocking_slope,
+)
+from truecount.model import LogErlangB  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+
+@jax.custom_jvp
+def log_erlang_b(servers: Any, log_load: Any) -> Any:
+    """``log B(servers, A)`` from ``log A``, elementwise over broadcast JAX arrays."""
+    servers, log_load = jnp.broadcast_arrays(jnp.asarray(servers, jnp.float64),
+                                             jnp.asarray(log_load, jnp.float64))
+    plain = log_load > _PLAIN_FROM_LOG_LOAD
+    inverse_load = jnp.exp(-jnp.where(plain, log_load, 0.0))
+    ones = jnp.ones_like(log_load)
+
+    def step(state: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+        k, m, one, log_scale = state
+        k = k + 1.0
+        m = jnp.where(k <= servers, one + (k * inverse_load) * m, m)
+        big = m > _RESCALE_ABOVE
+        return (k, jnp.where(big, m * _RESCALE_BY, m), jnp.where(big, one * _RESCALE_BY, one),
+                log_scale + jnp.where(big, _LOG_RESCALE, 0.0))
+
+    most = jnp.max(jnp.where(plain, servers, 0.0), initial=0.0)
+    _, m, _, log_scale = lax.while_loop(lambda s: s[0] < most, step,
+                                        (jnp.float64(0.0), ones, ones, jnp.zeros_like(log_load)))
+    recursion = -(jnp.log(m) + log_scale)
+    safe_log_load = jnp.where(plain, _PLAIN_FROM_LOG_LOAD, log_load)
+    tiny = jnp.where(servers > 0, servers * safe_log_load - lax.lgamma(servers + 1.0)
+                     - jnp.exp(safe_log_load), 0.0)
+    return jnp.where(plain, recursion, tiny)
+
+
+@log_erlang_b.defjvp
+def _log_erlang_b_jvp(primals: tuple[Any, Any], tangents: tuple[Any, Any]) -> tuple[Any, Any]:
+    servers, log_load = primals
+    out = log_erlang_b(servers, log_load)
+    slope = log_blocking_slope(jnp.asarray(servers, jnp.float64), jnp.exp(log_load),
+                               jnp.exp(out))
+    return out, slope * tangents[1]
+
+
+@jax_funcify.register(LogErlangB)  # type: ignore[untyped-decorator]
+def _jax_log_erlang_b(op: Any, node: Any = None, **kwargs: Any) -> Any:
+    return log_erlang_b
+
+
+def enable_cache(folder: str) -> None:
+    """Keep JAX's compiled executables in ``folder``.
+
+    JAX keys them by the program, the JAX and XLA versions, the flags and the machine, so a stale
+    entry is never a hit.
+    """
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+__all__ = ["enable_cache", "log_erlang_b"]
