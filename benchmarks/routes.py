@@ -14,7 +14,8 @@ last bit.
 Routes: ``nutpie-numba`` (today's: nutpie on PyTensor's numba backend), ``numpyro`` and
 ``blackjax`` (PyMC's JAX samplers, chains on parallel XLA host devices, JAX's persistent
 compilation cache), ``nutpie-jax`` (nutpie on PyTensor's JAX backend), ``truecount-jax``
-(:mod:`truecount.jaxfit`: one jitted blackjax program with the data as arguments).
+(``Fitter(sampler="jax")``, :mod:`truecount.jaxfit`: blackjax programs with the data as
+arguments, in JAX's persistent cache under ``$XDG_CACHE_HOME/truecount/jax``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def child(route: str) -> None:
     import truecount
     from truecount.model import build_model
 
-    if route != "nutpie-numba":
+    if route in ("numpyro", "blackjax", "nutpie-jax"):
         import truecount._jax as tj
 
         tj.enable_cache(str(Path(os.environ["XDG_CACHE_HOME"]) / "truecount" / "jax"))
@@ -54,14 +55,16 @@ def child(route: str) -> None:
     free = [v.name for v in model.free_RVs]
     built = time.perf_counter() - start
     start = time.perf_counter()
-    if route == "nutpie-numba":
+    if route in ("nutpie-numba", "truecount-jax"):
         from truecount.inference import Fitter
 
-        fitter = Fitter(model)
-        fitter.compile()
+        fitter = Fitter(model, "nutpie" if route == "nutpie-numba" else "jax")
+        fitter.compile()  # the JAX route: the graph to JAX, then XLA (or JAX's cache)
+        inputs = fitter.inputs_for(None)
+        if route == "truecount-jax":
+            fitter._compiled.prepare(inputs, draws=DRAWS, tune=TUNE)
         compiled = time.perf_counter() - start
-        trace = fitter._sample(fitter.inputs_for(None), DRAWS, TUNE, CHAINS, SEED, CHAINS,
-                               TARGET, False)
+        trace = fitter._sample(inputs, DRAWS, TUNE, CHAINS, SEED, CHAINS, TARGET, False)
     elif route == "nutpie-jax":
         import nutpie
 
@@ -70,13 +73,6 @@ def child(route: str) -> None:
         compiled = time.perf_counter() - start
         trace = nutpie.sample(compiled_model, draws=DRAWS, tune=TUNE, chains=CHAINS,
                               cores=CHAINS, seed=SEED, target_accept=TARGET, progress_bar=False)
-    elif route == "truecount-jax":
-        from truecount.jaxfit import JaxSampler
-
-        sampler = JaxSampler(model)
-        compiled = time.perf_counter() - start
-        trace = sampler.sample(sampler.inputs_for(None), draws=DRAWS, tune=TUNE, chains=CHAINS,
-                               seed=SEED, target_accept=TARGET)
     else:
         import pymc as pm
 

@@ -188,7 +188,7 @@ def test_a_sampler_exception_is_one_line_exit_1_and_writes_nothing(capsys, tmp_p
     code, stdout, err = run(capsys, "fit", str(kss_path), "--out", str(out))
     assert code == 1 and "Diagnostics" not in stdout and "True enrolments" not in stdout
     lines = [line for line in err.splitlines() if not line.startswith("truecount: fitting")]
-    assert lines == ["truecount: error: sampling failed (nutpie: Chain 1 failed: numerical "
+    assert lines == ["truecount: error: sampling failed (jax: Chain 1 failed: numerical "
                      "trouble); check the case and spec, or retry with another --seed"]
     assert not out.exists() and _leftovers(tmp_path) == []
 

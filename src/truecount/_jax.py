@@ -41,9 +41,12 @@ from truecount.capacity import (  # noqa: E402
 from truecount.model import LogErlangB  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# Constants stay in the program (JAX otherwise passes those over 32 bytes as hidden arguments,
+# which jax.export cannot serialize); the model's constants are a few kilobytes at most.
+jax.config.update("jax_embedded_constants_max_bytes", 1 << 24)
 
 
-@jax.custom_jvp
+@jax.custom_jvp  # type: ignore[untyped-decorator]
 def log_erlang_b(servers: Any, log_load: Any) -> Any:
     """``log B(servers, A)`` from ``log A``, elementwise over broadcast JAX arrays."""
     servers, log_load = jnp.broadcast_arrays(jnp.asarray(servers, jnp.float64),
@@ -70,7 +73,7 @@ def log_erlang_b(servers: Any, log_load: Any) -> Any:
     return jnp.where(plain, recursion, tiny)
 
 
-@log_erlang_b.defjvp
+@log_erlang_b.defjvp  # type: ignore[untyped-decorator]
 def _log_erlang_b_jvp(primals: tuple[Any, Any], tangents: tuple[Any, Any]) -> tuple[Any, Any]:
     servers, log_load = primals
     out = log_erlang_b(servers, log_load)

@@ -1,12 +1,23 @@
 """Inference: compile a model structure once, fit it to any data of that structure.
 
-:class:`Fitter` compiles a model built by :func:`truecount.model.build_model` once (nutpie; PyMC's
-own NUTS where nutpie is missing) and samples it for the case it was built from or for any other
-case of the same structure (same channels and line counts, claims of the same kinds, same spec
-switches), swapping the data containers without recompiling. Everything else a fit returns is
-computed in NumPy by :mod:`truecount.forward`, so no further compilation happens per fit: the
-Deterministics, the prior draws, the prior and posterior predictive draws, and the derived
-quantities analysts quote (true counts, inflation factors, whether each claim was possible).
+:class:`Fitter` compiles a model built by :func:`truecount.model.build_model` once and samples it
+for the case it was built from or for any other case of the same structure (same channels and
+line counts, claims of the same kinds, same spec switches), passing the new data without
+recompiling. Its samplers (``sampler=``):
+
+- ``"jax"`` (default): :mod:`truecount.jaxfit`, blackjax's NUTS in XLA programs kept in JAX's
+  persistent cache in the user's cache folder (:func:`cache_folder`), so a new process that has
+  seen the structure before starts sampling after a few seconds;
+- ``"nutpie"``: nutpie on PyTensor's numba backend (its compiled C callbacks cannot be cached, so
+  every new process compiles for 15-20 s, and about a minute with empty caches);
+- ``"pymc"``: PyMC's own NUTS.
+
+``benchmarks/routes.py`` measures them side by side (``docs/performance.md``).
+
+Everything else a fit returns is computed in NumPy by :mod:`truecount.forward`, so no further
+compilation happens per fit: the Deterministics, the prior draws, the prior and posterior
+predictive draws, and the derived quantities analysts quote (true counts, inflation factors,
+whether each claim was possible).
 
 :func:`fit` is the one-shot form: ``fit(model, draws=..., tune=..., chains=..., seed=...)``.
 
@@ -60,6 +71,8 @@ DIMS: dict[str, tuple[str, ...]] = {
     "evidence_channel": ("evidence", "channel"),
 }
 SAMPLE_DIMS = ("chain", "draw")
+#: The samplers a :class:`Fitter` can use; the first is the default.
+SAMPLERS = ("jax", "nutpie", "pymc")
 #: NUTS target acceptance of every fit (see :meth:`Fitter.fit`).
 DEFAULT_TARGET_ACCEPT = 0.95
 
@@ -80,7 +93,8 @@ class Fitter:
     model
         A model from :func:`truecount.model.build_model`; its data containers are swapped per fit.
     sampler
-        ``"nutpie"`` (default; falls back to ``"pymc"`` when nutpie is not installed) or ``"pymc"``.
+        ``"jax"`` (default), ``"nutpie"`` or ``"pymc"`` (module docstring); a missing optional
+        library falls back to the next one that is installed.
 
     Examples
     --------
@@ -91,14 +105,10 @@ class Fitter:
         other = fitter.fit(simulated_case, seed=1)                   # reuses the compiled model
     """
 
-    def __init__(self, model: pm.Model, sampler: str = "nutpie") -> None:
-        if sampler not in ("nutpie", "pymc"):
-            raise ValueError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}")
-        if sampler == "nutpie":
-            try:
-                import nutpie  # noqa: F401
-            except ImportError:  # pragma: no cover - nutpie is a dependency
-                sampler = "pymc"
+    def __init__(self, model: pm.Model, sampler: str = SAMPLERS[0]) -> None:
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+        sampler = _installed(sampler)
         self.model = model
         self.info = model_info(model)
         self.sampler = sampler
@@ -110,7 +120,8 @@ class Fitter:
         self.compile_seconds = 0.0
 
     @classmethod
-    def for_case(cls, case: Case | xr.Dataset, spec: Spec, sampler: str = "nutpie") -> Fitter:
+    def for_case(cls, case: Case | xr.Dataset, spec: Spec, sampler: str = SAMPLERS[0]
+                 ) -> Fitter:
         """Build the model of ``case`` under ``spec`` and wrap it."""
         return cls(build_model(case, spec), sampler)
 
@@ -120,13 +131,26 @@ class Fitter:
         return self.info.spec
 
     def compile(self) -> None:
-        """Compile the log density and its gradient (once; later fits reuse it)."""
-        if self._compiled is not None or self.sampler != "nutpie":
+        """Compile the log density and its gradient (once; later fits reuse it).
+
+        For ``"jax"`` this turns the graph into a JAX function; the XLA programs are compiled, or
+        loaded from the persistent cache, at the first fit with given ``tune`` and ``draws``.
+        """
+        if self._compiled is not None or self.sampler == "pymc":
+            return
+        start = time.perf_counter()
+        if self.sampler == "jax":
+            import truecount._jax
+            from truecount.jaxfit import JaxSampler
+
+            truecount._jax.enable_cache(str(cache_folder() / "jax"))
+            self._compiled = JaxSampler(self.model, self.data_names,
+                                        cache=cache_folder() / "jax-programs")
+            self.compile_seconds = time.perf_counter() - start
             return
         import nutpie
         import pytensor
 
-        start = time.perf_counter()
         # No fast-math: with it (PyTensor's default for numba) LLVM may reassociate and contract
         # floating-point arithmetic differently when the pieces are compiled together (empty
         # cache) than when they are loaded from the cache one by one, so the first fit on a
@@ -138,9 +162,10 @@ class Fitter:
         _remember_compile_seconds(self.structure_key(), self.compile_seconds)
 
     def structure_key(self) -> str:
-        """What the compiled code depends on: model structure, prior families, library versions."""
+        """What the compiled code depends on: structure, prior families, versions, sampler."""
         spec = self.spec
-        parts = {"structure": {k: repr(v) for k, v in sorted(self.info.structure.items())},
+        parts = {"sampler": self.sampler,
+                 "structure": {k: repr(v) for k, v in sorted(self.info.structure.items())},
                  "priors": {k: p.dist for k, p in sorted(spec.priors.items())},
                  "versions": _versions()}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -197,8 +222,15 @@ class Fitter:
         compiled_before = self._compiled is not None
         self.compile()
         cores = min(chains, cores or os.cpu_count() or 1)
-        sampled_at = time.perf_counter()
+        spent = 0.0 if compiled_before else self.compile_seconds
         try:
+            if self.sampler == "jax" and self._compiled is not None:  # XLA: per tune and chunking
+                seconds = self._compiled.prepare(inputs, draws=draws, tune=tune)
+                if seconds:
+                    spent += seconds
+                    self.compile_seconds += seconds
+                    _remember_compile_seconds(self.structure_key(), spent)
+            sampled_at = time.perf_counter()
             trace = self._sample(inputs, draws, tune, chains, seed, cores, target_accept, progress)
         except (ValueError, RuntimeError, FloatingPointError) as exc:
             raise self._failure(exc, inputs) from exc
@@ -213,7 +245,7 @@ class Fitter:
         tree.attrs.update(
             sampler=self.sampler, seed=seed, draws=draws, tune=tune, chains=chains,
             target_accept=target_accept,
-            compile_seconds=round(0.0 if compiled_before else self.compile_seconds, 3),
+            compile_seconds=round(spent, 3),
             sample_seconds=round(sample_seconds, 3),
             total_seconds=round(time.perf_counter() - start, 3),
         )
@@ -223,6 +255,12 @@ class Fitter:
 
     def _sample(self, inputs: dict[str, np.ndarray], draws: int, tune: int, chains: int,
                 seed: int, cores: int, target_accept: float, progress: bool) -> xr.DataTree:
+        if self.sampler == "jax":
+            tree: xr.DataTree = self._compiled.sample(
+                inputs, draws=draws, tune=tune, chains=chains, seed=seed,
+                target_accept=target_accept, cores=cores,
+                progress=_progress_printer() if progress else None)
+            return tree
         if self.sampler == "nutpie":
             import nutpie
 
@@ -458,10 +496,45 @@ def fit_gated(fitter: Fitter, case: Case | xr.Dataset | None = None, *, draws: i
     return tree, gate(tree), f"refit after the first failed the gate ({why})"
 
 
+def cache_folder() -> Path:
+    """The truecount folder in the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``).
+
+    It holds JAX's compiled programs (``jax/``) and the compile times; ``truecount cache`` shows
+    and clears it.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "truecount"
+
+
 def compile_times_file() -> Path:
     """Where compile times are remembered (only for the message a user sees while waiting)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "truecount" / "compile-seconds.json"
+    return cache_folder() / "compile-seconds.json"
+
+
+def _installed(sampler: str) -> str:
+    """``sampler``, or the next of :data:`SAMPLERS` whose libraries are installed."""
+    needs = {"jax": ("jax", "blackjax"), "nutpie": ("nutpie",), "pymc": ()}
+    for name in SAMPLERS[SAMPLERS.index(sampler):]:
+        try:
+            for module in needs[name]:
+                __import__(module)
+        except ImportError:  # pragma: no cover - both are dependencies
+            continue
+        return name
+    return "pymc"  # pragma: no cover
+
+
+def _progress_printer() -> Any:
+    """A progress line on stderr, rewritten in place (only used when stderr is a terminal)."""
+    import sys
+
+    def show(line: str) -> None:
+        sys.stderr.write(f"\r\033[Ktruecount: {line}")
+        if "100%" in line:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
 
 
 def _compile_seconds() -> dict[str, float]:
@@ -497,5 +570,6 @@ def _versions() -> dict[str, str]:
         "truecount_version": v("truecount"), "pymc_version": v("pymc"),
         "pytensor_version": v("pytensor"), "arviz_version": v("arviz"),
         "arviz_stats_version": v("arviz-stats"), "nutpie_version": v("nutpie"),
+        "jax_version": v("jax"), "jaxlib_version": v("jaxlib"), "blackjax_version": v("blackjax"),
         "numpy_version": np.__version__,
     }

@@ -1,22 +1,39 @@
-"""NUTS on JAX: the model's log density compiled once per structure, the data passed as arguments.
+"""NUTS on JAX: the model's programs compiled once per structure, the data passed as arguments.
 
-:class:`JaxSampler` turns a model of :func:`truecount.model.build_model` into one XLA program per
-chain: blackjax's window adaptation (Stan's schedule: step size by dual averaging to the target
-acceptance, a diagonal mass matrix from the tuning draws) followed by ``draws`` NUTS steps, in a
-single jitted function of ``(key, initial position, data)``. Because the case's data are
-arguments rather than constants, every case of the same structure (same shapes, same prior
-families) reuses the same compiled program; JAX's persistent compilation cache
-(:func:`truecount._jax.enable_cache`) keeps it across processes, keyed by the program itself and
-the JAX and XLA versions, so a stale entry is never a hit.
+:class:`JaxSampler` turns a model of :func:`truecount.model.build_model` into three XLA programs,
+each a function of the case's data (arguments, not constants, so every case of the same
+structure reuses them): the log density (for the starting points), the warm-up (blackjax's
+window adaptation: Stan's schedule, step size by dual averaging to the target acceptance, a
+diagonal mass matrix from the tuning draws) and a chunk of NUTS draws.
 
-Chains run in threads, each calling the compiled program (XLA releases the interpreter while it
-runs); a chain's draws depend only on its key, so the numbers do not depend on the threads.
+Two caches make a new process fast, both in the user's cache folder and both keyed by what the
+compiled code depends on, so that a stale entry is never used:
+
+- the programs themselves, serialized by ``jax.export`` (``jax-programs/``), keyed by a digest of
+  the model's graph (every operation and constant: the priors' parameters are constants), the
+  settings (tuning steps, chunk length), the versions of truecount, JAX, jaxlib, blackjax,
+  PyTensor and PyMC, and the source of this module and :mod:`truecount._jax`. A process that
+  finds them neither turns the graph into JAX nor traces the sampler;
+- XLA's executables, in JAX's persistent compilation cache (``jax/``), keyed by JAX itself by the
+  program, the JAX and XLA versions, the flags and the machine.
+
+Chains run in threads, each calling the compiled programs (XLA releases the interpreter while it
+runs); a chain's draws depend only on its key, so the numbers do not depend on the threads or on
+whether the caches were warm.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,92 +48,203 @@ from pytensor.graph import FunctionGraph
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import graph_inputs
 
-import truecount._jax  # noqa: F401  (registers the Erlang-B operation; JAX settings)
+import truecount._jax
 
 #: Jittered starting points tried per chain before giving up (as PyMC does).
 JITTER_TRIES = 10
 
 
 class JaxSampler:
-    """The model's NUTS program, compiled once per structure and shape of data."""
+    """The model's NUTS programs, compiled once per structure and shape of data.
 
-    def __init__(self, model: pm.Model) -> None:
+    Parameters
+    ----------
+    model
+        A model of :func:`truecount.model.build_model`.
+    data_names
+        The data containers passed as arguments (default: all the model's).
+    cache
+        Folder for the serialized programs (``None``: none kept).
+    """
+
+    def __init__(self, model: pm.Model, data_names: list[str] | None = None,
+                 cache: Path | None = None) -> None:
         self.model = model
         self.free = [v.name for v in model.free_RVs]
         self.value_vars = list(model.value_vars)
-        self.data = [v for v in model.data_vars if hasattr(v, "get_value")]
+        self.data = ([model[name] for name in data_names] if data_names is not None
+                     else [v for v in model.data_vars if hasattr(v, "get_value")])
         self.data_names = [v.name for v in self.data]
+        self.cache = cache
         # The shared data containers become explicit inputs, so that data are arguments.
-        inputs = [pt.tensor(name=v.name, dtype=v.dtype, shape=v.type.shape) for v in self.data]
+        self._inputs = [pt.tensor(name=v.name, dtype=v.dtype, shape=v.type.shape)
+                        for v in self.data]
         outputs = [model.logp(), *model.replace_rvs_by_values(model.free_RVs)]
         # Other shared variables (the lengths of the model's dims) are fixed by the structure.
         replace: dict[Any, Any] = {v: pt.constant(v.get_value()) for v in graph_inputs(outputs)
                                    if isinstance(v, SharedVariable) and v not in self.data}
-        replace |= dict(zip(self.data, inputs, strict=True))
-        logp, *constrained = clone_replace(outputs, replace=replace)
-        self._logp = _jaxify(self.value_vars + inputs, [logp])
-        self._constrain = _jaxify(self.value_vars + inputs, constrained)
-        self._programs: dict[tuple[int, int, float], Any] = {}
+        replace |= dict(zip(self.data, self._inputs, strict=True))
+        self._outputs = clone_replace(outputs, replace=replace)
+        self.digest = _digest(self.value_vars + self._inputs, self._outputs)
+        self._jax: tuple[Any, Any] | None = None  # (log density, constrained values), lazily
+        self._programs: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
+        start = model.initial_point()
+        self._start = [np.asarray(start[v.name], dtype=v.dtype) for v in self.value_vars]
 
     def inputs_for(self, case: None) -> dict[str, np.ndarray]:
         """The model's own data (benchmarks; the Fitter checks other cases' structure)."""
         return {v.name: np.asarray(v.get_value()) for v in self.data}
 
-    def log_density(self, position: list[Any], data: list[Any]) -> Any:
-        """The log density (with the transforms' Jacobians) at ``position`` for ``data``."""
-        return self._logp(*position, *data)[0]
+    # -- the functions that become programs --------------------------------------------------
 
-    def program(self, draws: int, tune: int, target_accept: float) -> Any:
-        """The jitted chain ``(key, position, data) -> (draws, stats)`` for these settings."""
+    def _functions(self) -> tuple[Any, Any]:
+        """The graph as JAX functions (only when a program is not in the cache).
+
+        First called outside any trace (:meth:`_program`).
+        """
+        if self._jax is None:
+            logp, *constrained = self._outputs
+            inputs = self.value_vars + self._inputs
+            example = [*self._start, *(np.asarray(v.get_value()) for v in self.data)]
+            # Traced once here, not at every place the sampler calls it or its gradient.
+            self._jax = (_traced(_jaxify(inputs, [logp]), example),
+                         _traced(_jaxify(inputs, constrained), example))
+        return self._jax
+
+    def _log_density(self, position: list[Any], data: list[Any]) -> Any:
+        return self._functions()[0](*position, *data)[0]
+
+    def _warmup(self, tune: int) -> Any:
+        """``(key data, position, data, target_accept) -> leaves of (state, parameters)``."""
+        warmup = self._warmup_tree(tune)
+        return lambda *args: jax.tree.leaves(warmup(*args))
+
+    def _steps(self, tune: int) -> Any:
+        """``(keys data, leaves, data) -> (leaves, constrained values, stats)``: a step a key."""
         import blackjax
 
-        key = (draws, tune, float(target_accept))
+        def steps(keys: Any, leaves: list[Any], data: list[Any]) -> Any:
+            # The structure of (state, parameters), from the warm-up traced without running.
+            shapes = jax.eval_shape(self._warmup_tree(tune), *_specs(
+                (jax.random.key_data(jax.random.key(0)), self._start, data, jnp.float64(0.8))))
+            state, parameters = jax.tree.unflatten(jax.tree.structure(shapes), leaves)
+            kernel = blackjax.nuts(partial(self._log_density, data=data), **parameters).step
+
+            def one_step(state: Any, key: Any) -> tuple[Any, Any]:
+                state, info = kernel(jax.random.wrap_key_data(key), state)
+                values = self._functions()[1](*state.position, *data)
+                return state, (values, {
+                    "diverging": info.is_divergent, "energy": info.energy,
+                    "tree_depth": info.num_trajectory_expansions,
+                    "n_steps": info.num_integration_steps,
+                    "acceptance_rate": info.acceptance_rate, "lp": state.logdensity,
+                    "step_size": parameters["step_size"] * jnp.ones(()),
+                })
+
+            state, (values, stats) = jax.lax.scan(one_step, state, keys)
+            return jax.tree.leaves((state, parameters)), values, stats
+
+        return steps
+
+    def _warmup_tree(self, tune: int) -> Any:
+        """The warm-up with its real output structure (for :meth:`_steps` to unflatten)."""
+        import blackjax
+
+        def warmup(key: Any, position: list[Any], data: list[Any], target_accept: Any) -> Any:
+            adapt = blackjax.window_adaptation(
+                blackjax.nuts, partial(self._log_density, data=data),
+                target_acceptance_rate=target_accept)
+            result, _ = adapt.run(jax.random.wrap_key_data(key), position, num_steps=tune)
+            return result
+
+        return warmup
+
+    # -- compiling ---------------------------------------------------------------------------
+
+    def prepare(self, inputs: dict[str, np.ndarray], *, draws: int, tune: int) -> float:
+        """Compile (or load) the programs for ``tune`` and the chunks of ``draws``.
+
+        Returns the seconds it took: 0 when this sampler compiled them before.
+        """
+        sizes = sorted(set(_chunks(draws)))
+        wanted = [("logp",), ("warmup", tune)] + [("steps", tune, size) for size in sizes]
+        if all(w in self._programs for w in wanted):
+            return 0.0
+        start = time.perf_counter()
+        data = self._data(inputs)
+        key = jax.random.key_data(jax.random.key(0))
         with self._lock:
-            if key in self._programs:
-                return self._programs[key]
+            self._program(("logp",), jax.jit(self._log_density), self._start, data)
+            warmup = self._program(("warmup", tune), self._warmup(tune), key, self._start, data,
+                                   jnp.float64(0.8))
+            leaves = warmup.out_info
+            for size in sizes:
+                keys = jax.random.key_data(jax.random.split(jax.random.key(0), size))
+                self._program(("steps", tune, size), self._steps(tune), keys, leaves, data)
+        return time.perf_counter() - start
 
-            def chain(rng: Any, position: list[Any], data: list[Any]) -> Any:
-                def logdensity(x: list[Any]) -> Any:
-                    return self.log_density(x, data)
+    def _program(self, name: tuple[Any, ...], function: Any, *args: Any) -> Any:
+        """The compiled program ``name``: from memory, from the export cache, or traced anew."""
+        if name in self._programs:
+            return self._programs[name]
+        specs = _specs(args)
+        exported = self._load(name, specs)
+        if exported is None:
+            self._functions()  # outside any trace, so that its constants stay constants
+            exported = jax.export.export(jax.jit(function))(*specs)
+            self._store(name, specs, exported)
+        compiled = jax.jit(exported.call).lower(*specs).compile()
+        self._programs[name] = compiled
+        return compiled
 
-                warmup_key, sample_key = jax.random.split(rng)
-                adapt = blackjax.window_adaptation(blackjax.nuts, logdensity,
-                                                   target_acceptance_rate=target_accept)
-                (state, parameters), _ = adapt.run(warmup_key, position, num_steps=tune)
-                kernel = blackjax.nuts(logdensity, **parameters).step
+    def _cache_file(self, name: tuple[Any, ...], specs: Any) -> Path | None:
+        if self.cache is None:
+            return None
+        shapes = jax.tree.map(lambda s: (s.shape, str(s.dtype)), specs)
+        key = hashlib.sha256(json.dumps([self.digest, _code_versions(), list(name),
+                                         repr(shapes)]).encode()).hexdigest()[:24]
+        return self.cache / f"{'-'.join(map(str, name))}-{key}.jaxexport"
 
-                def one_step(state: Any, step_key: Any) -> tuple[Any, Any]:
-                    state, info = kernel(step_key, state)
-                    values = self._constrain(*state.position, *data)
-                    return state, (values, {
-                        "diverging": info.is_divergent, "energy": info.energy,
-                        "tree_depth": info.num_trajectory_expansions,
-                        "n_steps": info.num_integration_steps,
-                        "acceptance_rate": info.acceptance_rate, "lp": state.logdensity,
-                        "step_size": parameters["step_size"] * jnp.ones(()),
-                    })
+    def _load(self, name: tuple[Any, ...], specs: Any) -> Any:
+        path = self._cache_file(name, specs)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return jax.export.deserialize(bytearray(path.read_bytes()))
+        except Exception:  # a damaged entry is replaced, never used
+            path.unlink(missing_ok=True)
+            return None
 
-                _, (values, stats) = jax.lax.scan(one_step, state,
-                                                  jax.random.split(sample_key, draws))
-                return values, stats
+    def _store(self, name: tuple[Any, ...], specs: Any, exported: Any) -> None:
+        path = self._cache_file(name, specs)
+        if path is None:
+            return
+        try:  # a cache that cannot be written costs time, not results
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(exported.serialize())
+            tmp.replace(path)
+        except OSError:
+            pass
 
-            self._programs[key] = jax.jit(chain)
-            return self._programs[key]
+    def _data(self, inputs: dict[str, np.ndarray]) -> list[Any]:
+        return [jnp.asarray(inputs[v.name], dtype=v.dtype) for v in self.data]
+
+    # -- sampling ----------------------------------------------------------------------------
 
     def initial_positions(self, data: list[Any], chains: int, seed: int) -> list[list[Any]]:
         """Per chain, the model's initial point jittered by U(-1, 1) on the unconstrained scale.
 
         Retried until the log density is finite there (:data:`JITTER_TRIES` times at most).
         """
-        start = self.model.initial_point()
-        logp = jax.jit(self.log_density)
+        logp = self._programs["logp",]
         rng = np.random.default_rng([seed, 0])
         positions = []
         for _ in range(chains):
             for _ in range(JITTER_TRIES):
-                position = [np.asarray(start[v.name] + rng.uniform(-1, 1, np.shape(start[v.name])),
-                                       dtype=v.dtype) for v in self.value_vars]
+                position = [np.asarray(x + rng.uniform(-1, 1, np.shape(x)), dtype=x.dtype)
+                            for x in self._start]
                 if np.isfinite(float(logp(position, data))):
                     break
             else:
@@ -126,35 +254,98 @@ class JaxSampler:
         return positions
 
     def sample(self, inputs: dict[str, np.ndarray], *, draws: int, tune: int, chains: int,
-               seed: int, target_accept: float, cores: int | None = None) -> xr.DataTree:
-        """``chains`` chains of ``tune`` + ``draws`` NUTS steps: posterior and sample_stats."""
-        data = [jnp.asarray(inputs[v.name], dtype=v.dtype) for v in self.data]
-        program = self.program(draws, tune, target_accept)
+               seed: int, target_accept: float, cores: int | None = None,
+               progress: Callable[[str], None] | None = None) -> xr.DataTree:
+        """``chains`` chains of ``tune`` + ``draws`` NUTS steps: posterior and sample_stats.
+
+        ``progress(line)`` is called about four times a second with a line saying how far the
+        chains are (tuning, then draws with draws per second and time left).
+        """
+        self.prepare(inputs, draws=draws, tune=tune)
+        data = self._data(inputs)
         positions = self.initial_positions(data, chains, seed)
-        keys = jax.random.split(jax.random.key(seed), chains)
+        chunks = _chunks(draws)
+        chain_keys = jax.random.split(jax.random.key(seed), chains)
+        done = [0] * chains  # draws kept so far, per chain
+        tuned = [False] * chains
+        stop = threading.Event()
+        target = jnp.float64(target_accept)
 
-        def run(chain: int) -> Any:
-            values, stats = program(keys[chain], positions[chain], data)
-            return jax.device_get((values, stats))
+        def run(chain: int) -> list[Any] | None:
+            warmup_key, sample_key = jax.random.split(chain_keys[chain])
+            leaves = self._programs["warmup", tune](jax.random.key_data(warmup_key),
+                                                    positions[chain], data, target)
+            tuned[chain] = True
+            keys = jax.random.key_data(jax.random.split(sample_key, draws))
+            parts = []
+            for size in chunks:
+                if stop.is_set():
+                    return None
+                leaves, values, stats = self._programs["steps", tune, size](
+                    keys[done[chain]:done[chain] + size], leaves, data)
+                parts.append(jax.device_get((values, stats)))
+                done[chain] += size
+            return parts
 
+        started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, min(chains, cores or chains))) as pool:
-            results = list(pool.map(run, range(chains)))
-        posterior = {}
-        for i, name in enumerate(self.free):
-            stacked = np.stack([r[0][i] for r in results])
-            dims = ["chain", "draw", *self.model.named_vars_to_dims.get(name, ())]
-            posterior[name] = (dims, stacked)
-        stats = {k: (("chain", "draw"), np.stack([np.asarray(r[1][k]) for r in results]))
-                 for k in results[0][1]}
-        coords = {k: np.asarray(v) for k, v in self.model.coords.items()}
-        coords |= {"chain": np.arange(chains), "draw": np.arange(draws)}
-        tree = xr.DataTree()
+            futures = [pool.submit(run, chain) for chain in range(chains)]
+            try:
+                while wait(futures, timeout=0.25).not_done:
+                    if progress is not None:
+                        progress(_progress_line(tuned, done, draws, tune,
+                                                time.perf_counter() - started))
+            except BaseException:
+                stop.set()  # each chain stops at its next chunk
+                raise
+            results = [f.result() for f in futures]
+        if progress is not None:
+            progress(_progress_line(tuned, done, draws, tune, time.perf_counter() - started))
+        return self._tree([r for r in results if r is not None], draws)
+
+    def _tree(self, results: list[list[Any]], draws: int) -> xr.DataTree:
+        """Chunks per chain -> a tree with ``posterior`` and ``sample_stats`` groups."""
+        def join(group: int, key: Any) -> np.ndarray:
+            return np.stack([np.concatenate([np.asarray(part[group][key]) for part in parts])
+                             for parts in results])
+
+        posterior = {name: (["chain", "draw", *self.model.named_vars_to_dims.get(name, ())],
+                            join(0, i)) for i, name in enumerate(self.free)}
+        stats = {k: (("chain", "draw"), join(1, k)) for k in results[0][0][1]}
         used = {d for name in self.free for d in self.model.named_vars_to_dims.get(name, ())}
-        tree["posterior"] = xr.DataTree(xr.Dataset(
-            posterior, coords={k: v for k, v in coords.items() if k in used | {"chain", "draw"}}))
-        tree["sample_stats"] = xr.DataTree(xr.Dataset(
-            stats, coords={"chain": coords["chain"], "draw": coords["draw"]}))
+        coords = {k: np.asarray(v) for k, v in self.model.coords.items() if k in used}
+        sample = {"chain": np.arange(len(results)), "draw": np.arange(draws)}
+        tree = xr.DataTree()
+        tree["posterior"] = xr.DataTree(xr.Dataset(posterior, coords=coords | sample))
+        tree["sample_stats"] = xr.DataTree(xr.Dataset(stats, coords=sample))
         return tree
+
+
+def _specs(args: Any) -> Any:
+    """Shapes and types of a tree of arrays."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), args)
+
+
+def _chunks(draws: int) -> list[int]:
+    """Draws split into about 20 calls, so that progress shows and Ctrl-C stops between them."""
+    size = max(1, -(-draws // 20))
+    return [size] * (draws // size) + ([draws % size] if draws % size else [])
+
+
+def _progress_line(tuned: list[bool], done: list[int], draws: int, tune: int,
+                   elapsed: float) -> str:
+    """``tuning 4 chains x 1,000 steps: 2 of 4 done`` or ``3,000/8,000 draws, ... s left``."""
+    chains = len(done)
+    if not all(tuned):
+        return (f"tuning {chains} chains x {tune:,} steps: {sum(tuned)} of {chains} done, "
+                f"{elapsed:.0f} s")
+    kept, total = sum(done), chains * draws
+    # A tuning step costs about what a draw does: time left from the rate over all steps so far.
+    steps = chains * tune + kept
+    left = (total - kept) * elapsed / steps if steps else 0.0
+    rate = steps / elapsed if elapsed > 0 else 0.0
+    return (f"sampling {chains} chains: {kept:,}/{total:,} draws ({kept / total:.0%}), "
+            f"{rate:,.0f} steps/s, {left:.0f} s left")
 
 
 def _jaxify(inputs: list[Any], outputs: list[Any]) -> Any:
@@ -164,3 +355,65 @@ def _jaxify(inputs: list[Any], outputs: list[Any]) -> Any:
     fgraph = FunctionGraph(inputs=inputs, outputs=outputs, clone=True)
     JAX.optimizer.rewrite(fgraph)
     return jax_funcify(fgraph)
+
+
+def _traced(function: Any, example: list[Any]) -> Any:
+    """``function`` traced once, its constants as NumPy arrays.
+
+    PyTensor's JAX functions close over their constants as JAX arrays, which JAX passes to a
+    program as hidden arguments and ``jax.export`` cannot serialize; as NumPy arrays they are
+    part of the program.
+    """
+    from jax.extend.core import jaxpr_as_fun
+
+    closed, shape = jax.make_jaxpr(function, return_shape=True)(*example)
+    consts = [np.asarray(c) for c in closed.consts]
+    run = jaxpr_as_fun(closed.replace(consts=consts))
+    tree = jax.tree.structure(shape)
+    return lambda *args: jax.tree.unflatten(tree, run(*args))
+
+
+def _digest(inputs: list[Any], outputs: list[Any]) -> str:
+    """A digest of a graph: every operation with its parameters, every constant's bytes.
+
+    Two graphs with the same digest compute the same function of their inputs, so a program
+    exported from one serves the other. (Python's ``hash`` is not used: it differs between
+    processes.)
+    """
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import io_toposort
+
+    ids: dict[Any, int] = {v: i for i, v in enumerate(inputs)}
+    h = hashlib.sha256()
+    for v in inputs:
+        h.update(f"in:{v.type}|".encode())
+    for node in io_toposort(inputs, outputs):
+        parts = []
+        for v in node.inputs:
+            if v in ids:
+                parts.append(f"v{ids[v]}")
+            elif isinstance(v, Constant):
+                data = np.asarray(v.data)
+                parts.append(f"c{v.type}:{hashlib.sha256(data.tobytes()).hexdigest()[:16]}")
+            else:  # pragma: no cover - every root is an input or a constant
+                raise ValueError(f"the graph has an unexpected root {v}")
+        op = node.op
+        props = op._props_dict() if getattr(op, "__props__", None) else {}
+        h.update(f"{type(op).__module__}.{type(op).__qualname__}{sorted(props.items())!r}"
+                 f"{op}({','.join(parts)})|".encode())
+        for out in node.outputs:
+            ids[out] = len(ids)
+    h.update(("out:" + ",".join(str(ids[v]) for v in outputs)).encode())
+    return h.hexdigest()
+
+
+def _code_versions() -> dict[str, str]:
+    """What besides the graph shapes the programs: library versions and this code's source."""
+    from importlib.metadata import version
+
+    source = hashlib.sha256()
+    for module in (truecount._jax, sys.modules[__name__]):
+        source.update(Path(str(module.__file__)).read_bytes())
+    return {name: version(name) for name in ("truecount", "jax", "jaxlib", "blackjax",
+                                             "pytensor", "pymc")} | {
+        "source": source.hexdigest()[:16], "x64": str(jax.config.jax_enable_x64)}
