@@ -116,23 +116,29 @@ class JaxSampler:
         return self._functions()[0](*position, *data)[0]
 
     def _warmup(self, tune: int) -> Any:
-        """``(key data, position, data, target_accept) -> leaves of (state, parameters)``."""
+        """``(chain key, position, data, target_accept) -> leaves of (state, parameters)``."""
         warmup = self._warmup_tree(tune)
         return lambda *args: jax.tree.leaves(warmup(*args))
 
-    def _steps(self, tune: int) -> Any:
-        """``(keys data, leaves, data) -> (leaves, constrained values, stats)``: a step a key."""
+    def _steps(self, tune: int, size: int) -> Any:
+        """``(chain key, first step, leaves, data) -> (leaves, constrained values, stats)``.
+
+        Step ``i`` of a chain draws with the key ``fold_in(chain's sampling key, i)``, so the
+        draws do not depend on how they are split into chunks.
+        """
         import blackjax
 
-        def steps(keys: Any, leaves: list[Any], data: list[Any]) -> Any:
+        def steps(chain_key: Any, first: Any, leaves: list[Any], data: list[Any]) -> Any:
             # The structure of (state, parameters), from the warm-up traced without running.
             shapes = jax.eval_shape(self._warmup_tree(tune), *_specs(
-                (jax.random.key_data(jax.random.key(0)), self._start, data, jnp.float64(0.8))))
+                (chain_key, self._start, data, jnp.float64(0.8))))
             state, parameters = jax.tree.unflatten(jax.tree.structure(shapes), leaves)
             kernel = blackjax.nuts(partial(self._log_density, data=data), **parameters).step
 
-            def one_step(state: Any, key: Any) -> tuple[Any, Any]:
-                state, info = kernel(jax.random.wrap_key_data(key), state)
+            base = jax.random.split(jax.random.wrap_key_data(chain_key))[1]
+
+            def one_step(state: Any, step: Any) -> tuple[Any, Any]:
+                state, info = kernel(jax.random.fold_in(base, step), state)
                 values = self._functions()[1](*state.position, *data)
                 return state, (values, {
                     "diverging": info.is_divergent, "energy": info.energy,
@@ -142,7 +148,7 @@ class JaxSampler:
                     "step_size": parameters["step_size"] * jnp.ones(()),
                 })
 
-            state, (values, stats) = jax.lax.scan(one_step, state, keys)
+            state, (values, stats) = jax.lax.scan(one_step, state, first + jnp.arange(size))
             return jax.tree.leaves((state, parameters)), values, stats
 
         return steps
@@ -151,11 +157,13 @@ class JaxSampler:
         """The warm-up with its real output structure (for :meth:`_steps` to unflatten)."""
         import blackjax
 
-        def warmup(key: Any, position: list[Any], data: list[Any], target_accept: Any) -> Any:
+        def warmup(chain_key: Any, position: list[Any], data: list[Any], target_accept: Any
+                   ) -> Any:
             adapt = blackjax.window_adaptation(
                 blackjax.nuts, partial(self._log_density, data=data),
                 target_acceptance_rate=target_accept)
-            result, _ = adapt.run(jax.random.wrap_key_data(key), position, num_steps=tune)
+            key = jax.random.split(jax.random.wrap_key_data(chain_key))[0]
+            result, _ = adapt.run(key, position, num_steps=tune)
             return result
 
         return warmup
@@ -173,15 +181,15 @@ class JaxSampler:
             return 0.0
         start = time.perf_counter()
         data = self._data(inputs)
-        key = jax.random.key_data(jax.random.key(0))
+        key = _chain_keys(0, 1)[0]
         with self._lock:
             self._program(("logp",), jax.jit(self._log_density), self._start, data)
             warmup = self._program(("warmup", tune), self._warmup(tune), key, self._start, data,
                                    jnp.float64(0.8))
             leaves = warmup.out_info
             for size in sizes:
-                keys = jax.random.key_data(jax.random.split(jax.random.key(0), size))
-                self._program(("steps", tune, size), self._steps(tune), keys, leaves, data)
+                self._program(("steps", tune, size), self._steps(tune, size), key, np.int64(0),
+                              leaves, data)
         return time.perf_counter() - start
 
     def _program(self, name: tuple[Any, ...], function: Any, *args: Any) -> Any:
@@ -265,24 +273,22 @@ class JaxSampler:
         data = self._data(inputs)
         positions = self.initial_positions(data, chains, seed)
         chunks = _chunks(draws)
-        chain_keys = jax.random.split(jax.random.key(seed), chains)
+        chain_keys = _chain_keys(seed, chains)
         done = [0] * chains  # draws kept so far, per chain
         tuned = [False] * chains
         stop = threading.Event()
         target = jnp.float64(target_accept)
 
         def run(chain: int) -> list[Any] | None:
-            warmup_key, sample_key = jax.random.split(chain_keys[chain])
-            leaves = self._programs["warmup", tune](jax.random.key_data(warmup_key),
-                                                    positions[chain], data, target)
+            leaves = self._programs["warmup", tune](chain_keys[chain], positions[chain], data,
+                                                    target)
             tuned[chain] = True
-            keys = jax.random.key_data(jax.random.split(sample_key, draws))
             parts = []
             for size in chunks:
                 if stop.is_set():
                     return None
                 leaves, values, stats = self._programs["steps", tune, size](
-                    keys[done[chain]:done[chain] + size], leaves, data)
+                    chain_keys[chain], np.int64(done[chain]), leaves, data)
                 parts.append(jax.device_get((values, stats)))
                 done[chain] += size
             return parts
@@ -319,6 +325,15 @@ class JaxSampler:
         tree["posterior"] = xr.DataTree(xr.Dataset(posterior, coords=coords | sample))
         tree["sample_stats"] = xr.DataTree(xr.Dataset(stats, coords=sample))
         return tree
+
+
+def _chain_keys(seed: int, chains: int) -> np.ndarray:
+    """Each chain's threefry key (two 32-bit words), from NumPy's generator seeded ``[seed, 4]``.
+
+    Made on the host without JAX, so that a fit runs no JAX program but its own three.
+    """
+    rng = np.random.default_rng([seed, 4])
+    return rng.integers(0, 2**32, size=(chains, 2), dtype=np.uint32)
 
 
 def _specs(args: Any) -> Any:
