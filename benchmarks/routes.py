@@ -101,6 +101,8 @@ def run(route: str, cache: Path) -> dict[str, object]:
     env = dict(os.environ, XDG_CACHE_HOME=str(cache / "xdg"),
                PYTENSOR_FLAGS=f"base_compiledir={cache / 'pytensor'}",
                NUMBA_CACHE_DIR=str(cache / "numba"))
+    if route == "numpyro":  # its parallel chains need one XLA host device each
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={CHAINS}"
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", route], env=env, check=True,
                          capture_output=True, text=True)

@@ -239,10 +239,12 @@ SMALL = ["--draws", "200", "--tune", "200", "--chains", "2", "--allow-unconverge
 
 
 @pytest.mark.slow
-def test_empty_and_warm_compile_caches_give_the_same_draws(tmp_path, kss_path):
+@pytest.mark.parametrize("sampler", ["jax", "nutpie"])
+def test_empty_and_warm_compile_caches_give_the_same_draws(tmp_path, kss_path, sampler):
     # The first fit on a machine (every compile cache empty) once gave other draws than every
     # later fit with the same seed: numba's fast-math compiled the log density differently from
-    # scratch than from its cache. Two new processes share one set of empty cache folders.
+    # scratch than from its cache. Two new processes share one set of empty cache folders; the
+    # second finds every program in them (for jax: exported programs and XLA executables).
     caches = tmp_path / "caches"
     env = {**os.environ, "XDG_CACHE_HOME": str(caches / "xdg"),
            "PYTENSOR_FLAGS": f"base_compiledir={caches / 'pytensor'}",
@@ -251,11 +253,18 @@ def test_empty_and_warm_compile_caches_give_the_same_draws(tmp_path, kss_path):
     for name in ("cold", "warm"):
         out = tmp_path / name
         done = subprocess.run([sys.executable, "-m", "truecount.cli", "fit", str(kss_path),
-                               "--out", str(out), "--seed", "3", "--no-retry", *SMALL],
+                               "--out", str(out), "--seed", "3", "--no-retry",
+                               "--sampler", sampler, *SMALL],
                               env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode in (0, 3), done.stderr
         runs[name] = out
-    assert (caches / "pytensor").is_dir()
+        if name == "cold" and sampler == "jax":
+            programs = sorted((caches / "xdg" / "truecount" / "jax-programs").iterdir())
+            assert programs and list((caches / "xdg" / "truecount" / "jax").iterdir())
+    if sampler == "jax":  # the warm process found them all, and added none
+        assert sorted((caches / "xdg" / "truecount" / "jax-programs").iterdir()) == programs
+    else:
+        assert (caches / "pytensor").is_dir()
     cold = json.loads((runs["cold"] / "summary.json").read_text(encoding="utf-8"))
     warm = json.loads((runs["warm"] / "summary.json").read_text(encoding="utf-8"))
     assert cold == warm

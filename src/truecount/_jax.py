@@ -17,28 +17,21 @@ the numba backend. Tested equal to the reference in ``tests/test_jax.py``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-# Chains run in parallel on as many XLA host devices as chains (set before JAX is first imported;
-# an XLA_FLAGS that already names a device count is left alone).
-_DEVICES = "--xla_force_host_platform_device_count"
-if _DEVICES not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_DEVICES}=8").strip()
+import jax
+import jax.numpy as jnp
+from jax import lax
+from pytensor.link.jax.dispatch import jax_funcify
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
-from pytensor.link.jax.dispatch import jax_funcify  # noqa: E402
-
-from truecount.capacity import (  # noqa: E402
+from truecount.capacity import (
     _LOG_RESCALE,
     _PLAIN_FROM_LOG_LOAD,
     _RESCALE_ABOVE,
     _RESCALE_BY,
     log_blocking_slope,
 )
-from truecount.model import LogErlangB  # noqa: E402
+from truecount.model import LogErlangB
 
 jax.config.update("jax_enable_x64", True)
 # Constants stay in the program (JAX otherwise passes those over 32 bytes as hidden arguments,
@@ -79,7 +72,8 @@ def _log_erlang_b_jvp(primals: tuple[Any, Any], tangents: tuple[Any, Any]) -> tu
     out = log_erlang_b(servers, log_load)
     slope = log_blocking_slope(jnp.asarray(servers, jnp.float64), jnp.exp(log_load),
                                jnp.exp(out))
-    return out, slope * tangents[1]
+    # An infinite load (log A > 709) gives inf * 0: the slope's limit there is 0.
+    return out, jnp.where(jnp.isfinite(slope), slope, 0.0) * tangents[1]
 
 
 @jax_funcify.register(LogErlangB)  # type: ignore[untyped-decorator]

@@ -164,6 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     fitp.add_argument("--no-retry", action="store_true",
                       help="do not refit a fit that fails the gate (default: refit it once, with "
                       "target_accept 0.99 after divergences, else twice the draws)")
+    fitp.add_argument("--sampler", choices=("jax", "nutpie", "pymc"), default="jax",
+                      help="NUTS implementation: jax (default: blackjax on XLA, compiled programs "
+                      "cached between processes), nutpie (numba; compiles anew in every "
+                      "process) or pymc")
     _report_options(fitp)
     fitp.add_argument("--no-report", action="store_true", help="skip the report")
     fitp.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -277,12 +281,15 @@ def _parser() -> argparse.ArgumentParser:
     cache = sub.add_parser(
         "cache",
         help="show or clear the compiled-model caches",
-        description="The first fit of a model structure compiles it (about 60 s with empty "
-        "caches on 2 cores, about 15 s with warm ones); PyTensor keeps the compiled pieces in "
-        "its compile folder, keyed by the graph and the library versions, so a changed model or "
-        "upgrade never reuses a stale piece; truecount remembers how long each structure took "
-        "to compile, for the message shown while compiling. This shows the folders and their "
-        "size, or clears them.",
+        description="The first fit of a model structure compiles it (with the default jax "
+        "sampler about 20 s with empty caches on 2 cores, 2-3 s in a later process). "
+        "truecount keeps the sampler's programs (jax-programs/, keyed by a digest of the model's "
+        "graph, the settings, the library versions and the sampler's source) and XLA's "
+        "executables (jax/, keyed by JAX by the program, versions and flags) in its cache "
+        "folder, so that a changed model or an upgrade never reuses a stale entry; PyTensor "
+        "keeps its compiled pieces (nutpie and pymc samplers) in its compile folder, keyed the "
+        "same way; truecount remembers how long each structure took to compile, for the "
+        "message shown while compiling. This shows the folders and their size, or clears them.",
     )
     cache.add_argument("--clear", action="store_true", help="delete the cached compiled code")
     cache.set_defaults(run=_run_cache)
@@ -390,18 +397,19 @@ def _run_cache(args: argparse.Namespace) -> int:
 
     import pytensor
 
-    from truecount.inference import compile_times_file
+    from truecount.inference import cache_folder, compile_times_file
 
     base = Path(pytensor.config.base_compiledir)
     folders = [Path(pytensor.config.compiledir), base / "numba"]  # PyTensor's numba cache
-    folders.append(compile_times_file().parent)  # our compile times, for the waiting message
+    # The JAX sampler's programs and XLA's executables, and the compile times (waiting message).
+    folders += [cache_folder() / "jax-programs", cache_folder() / "jax", compile_times_file()]
     if os.environ.get("NUMBA_CACHE_DIR"):
         folders.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     for folder in folders:
-        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) \
-            if folder.exists() else 0
+        files = [folder] if folder.is_file() else [f for f in folder.rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
         if args.clear and folder.exists():
-            shutil.rmtree(folder)
+            shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
             print(f"cleared {folder} ({size / 1e6:.1f} MB)")
         else:
             print(f"{folder}: {size / 1e6:.1f} MB")
@@ -498,7 +506,8 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
     for warning in case.warnings():
         print(f"truecount: warning: {warning}", file=sys.stderr)
     options = _options(args)
-    tree, verdict, summary = _fit_case(case, spec, options, seed=args.seed, draws=args.draws,
+    tree, verdict, summary = _fit_case(case, spec, options, sampler=args.sampler,
+                                       seed=args.seed, draws=args.draws,
                                        tune=args.tune, chains=args.chains,
                                        target_accept=args.target_accept, retry=not args.no_retry,
                                        progress=sys.stderr.isatty() and not args.json,
@@ -529,7 +538,7 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
 
 def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune: int,
               chains: int, target_accept: float | None = None, retry: bool = False,
-              progress: bool = False, quiet: bool = False) -> Any:
+              progress: bool = False, quiet: bool = False, sampler: str = "jax") -> Any:
     """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share.
 
     With ``retry`` a fit that fails the gate is refitted once (:func:`truecount.inference.fit_gated`)
@@ -548,7 +557,7 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
 
     model = build_model(case, spec)
     logging.getLogger("pymc").setLevel(logging.WARNING)  # its "Sampling: [...]" lines are noise here
-    fitter = Fitter(model)
+    fitter = Fitter(model, sampler)
     say(f"fitting {case.id} under {spec.id}: {chains} chains x ({tune} tuning + {draws} draws), "
         f"seed {seed}; compiling the model first ({_compile_estimate(fitter)})...")
     tree, verdict, _ = fit_gated(fitter, draws=draws, tune=tune, chains=chains, seed=seed,
@@ -565,9 +574,11 @@ def _compile_estimate(fitter: Any) -> str:
     seconds = fitter.expected_compile_seconds()
     if seconds is not None:
         return f"{seconds:.0f} s last time on this machine"
-    # Measured on a 2-core machine (docs/performance.md): empty compile caches about a minute,
-    # a structure compiled before by PyTensor about 15 s.
-    return "not timed on this machine yet: about 60 s with empty compile caches on 2 cores, 15 s after"
+    # Measured on a 2-core machine (benchmarks/routes.py, docs/performance.md).
+    typical = {"jax": "about 20 s with empty caches on 2 cores, 2-3 s for a structure seen before",
+               "nutpie": "about 60 s with empty caches on 2 cores, 15-20 s after",
+               "pymc": "about 60 s with empty caches on 2 cores, 15 s after"}
+    return f"not timed on this machine yet: {typical.get(fitter.sampler, typical['pymc'])}"
 
 
 def _recorded_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -611,7 +622,8 @@ def _rerun_into(args: argparse.Namespace, folder: Any, case: Any, spec: Any, inf
                             thresholds=tuple(recorded.get("thresholds", ())))
     tree, verdict, summary = _fit_case(
         case, spec, options, seed=info["seed"], draws=info["draws"], tune=info["tune"],
-        chains=info["chains"], target_accept=info.get("target_accept"))
+        chains=info["chains"], target_accept=info.get("target_accept"),
+        sampler=info.get("sampler") or "nutpie")  # runs before the JAX route recorded none
     new_summary = json.loads(json.dumps(summary.to_dict()))
     with open_posterior(folder) as old:
         names = tuple(sorted({*old["posterior"].data_vars, *tree["posterior"].data_vars}))

@@ -112,6 +112,14 @@ class JaxSampler:
                          _traced(_jaxify(inputs, constrained), example))
         return self._jax
 
+    def log_density(self) -> Callable[[list[Any], list[Any]], Any]:
+        """The jitted log density ``(position, data) -> float``, with the transforms' Jacobians.
+
+        On the unconstrained scale, positions in the order of the model's value variables.
+        """
+        self._functions()
+        return jax.jit(self._log_density)
+
     def _log_density(self, position: list[Any], data: list[Any]) -> Any:
         return self._functions()[0](*position, *data)[0]
 
@@ -364,12 +372,22 @@ def _progress_line(tuned: list[bool], done: list[int], draws: int, tune: int,
 
 
 def _jaxify(inputs: list[Any], outputs: list[Any]) -> Any:
-    """PyTensor graph -> JAX function, after PyTensor's JAX rewrites."""
+    """PyTensor graph -> JAX function, after PyTensor's JAX rewrites.
+
+    PyTensor's JAX backend drops the graph's run-time checks (a parameter's range, a broadcast),
+    and warns each time; the checks guard against inputs that the case and spec validation
+    already refuse, and a value outside a distribution's support still gives a log density of
+    -inf, so the warnings are not shown.
+    """
+    import warnings
+
     from pytensor.link.jax.dispatch import jax_funcify
 
     fgraph = FunctionGraph(inputs=inputs, outputs=outputs, clone=True)
     JAX.optimizer.rewrite(fgraph)
-    return jax_funcify(fgraph)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping .* Op .* as JAX tracing would remove")
+        return jax_funcify(fgraph)
 
 
 def _traced(function: Any, example: list[Any]) -> Any:
