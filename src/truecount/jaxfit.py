@@ -118,7 +118,8 @@ class JaxSampler:
         On the unconstrained scale, positions in the order of the model's value variables.
         """
         self._functions()
-        return jax.jit(self._log_density)
+        jitted: Callable[[list[Any], list[Any]], Any] = jax.jit(self._log_density)
+        return jitted
 
     def _log_density(self, position: list[Any], data: list[Any]) -> Any:
         return self._functions()[0](*position, *data)[0]
