@@ -3,10 +3,10 @@
 Run each in a new process, with the caches you mean to measure (empty or warm):
 
     C=$(mktemp -d); XDG_CACHE_HOME=$C/xdg PYTENSOR_FLAGS=base_compiledir=$C/pt \
-        NUMBA_CACHE_DIR=$C/numba .venv/bin/python benchmarks/lines.py 2000
+        NUMBA_CACHE_DIR=$C/numba .venv/bin/python benchmarks/lines.py 2000 [jax|nutpie]
 
 Prints one line: import, build, compile and sampling seconds (4 chains x 1,000 + 1,000 draws,
-seed 0) and the divergences.
+seed 0) and the divergences, for the sampler named (default: jax).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     lines = int(sys.argv[1])
+    sampler = sys.argv[2] if len(sys.argv) > 2 else "jax"
     start = time.perf_counter()
     import truecount
     from truecount.inference import Fitter
@@ -34,12 +35,12 @@ def main() -> None:
         start = time.perf_counter()
         model = build_model(truecount.load_case(path), truecount.load_spec("baseline"))
         built = time.perf_counter() - start
-    fitter = Fitter(model)
+    fitter = Fitter(model, sampler)
     start = time.perf_counter()
-    fitter.compile()
+    fitter.prepare(draws=1000, tune=1000)
     compiled = time.perf_counter() - start
     tree = fitter.fit(draws=1000, tune=1000, chains=4, seed=0)
-    print(f"lines={lines} import={imported:.1f}s build={built:.2f}s compile={compiled:.1f}s "
+    print(f"lines={lines} sampler={sampler} import={imported:.1f}s build={built:.2f}s compile={compiled:.1f}s "
           f"sample={tree.attrs['sample_seconds']:.1f}s "
           f"divergences={int(tree['sample_stats']['diverging'].sum())}")
 

@@ -10,7 +10,7 @@ Measures, side by side in one run:
    compile dir and Numba cache) and then warm caches (median of --repeats runs);
 2. the baseline before compile-once: build the model and `pm.sample(nuts_sampler="nutpie")` with
    PyMC's prior and posterior predictive sampling, per fit (median of --baseline-repeats);
-3. refits of one compiled model (4 x 1,000 draws): Fitter.fit against nutpie's own sampling time;
+3. refits of one compiled model (4 x 1,000 draws): Fitter.fit against the sampler's own call;
 4. --refits refits on simulated campaigns with one Fitter, against rebuilding and refitting each
    from scratch (--rebuilds of them, per-fit medians compared).
 
@@ -56,7 +56,7 @@ def phases() -> dict[str, float]:
     lap("load case and spec")
     fitter = Fitter.for_case(case, spec)
     lap("build model")
-    fitter.compile()
+    fitter.prepare(draws=2000, tune=1000)
     lap("compile")
     tree = fitter.fit(draws=2000, tune=1000, chains=4, seed=0)
     t["sample"] = tree.attrs["sample_seconds"]
@@ -97,7 +97,6 @@ def baseline() -> dict[str, float]:
 def refits(n_refits: int, n_rebuilds: int) -> dict[str, object]:
     """Refit timings: one compiled model against its sampler, and against rebuilding per fit."""
     import numpy as np
-    import nutpie
 
     from truecount import load_case, load_spec
     from truecount.inference import Fitter
@@ -105,13 +104,12 @@ def refits(n_refits: int, n_rebuilds: int) -> dict[str, object]:
 
     case, spec = load_case(KSS), load_spec("baseline")
     fitter = Fitter.for_case(case, spec)
-    fitter.compile()
-    fitter.fit(draws=1000, tune=1000, chains=4, seed=0)  # warm-up
+    fitter.fit(draws=1000, tune=1000, chains=4, seed=0)  # warm-up: compiles
+    inputs = fitter.inputs_for(None)
     own, full = [], []
     for seed in range(5):
-        t = time.perf_counter()
-        nutpie.sample(fitter._compiled, draws=1000, tune=1000, chains=4, cores=2, seed=seed,
-                      progress_bar=False, target_accept=0.9, save_warmup=False)
+        t = time.perf_counter()  # the sampler's own call, without the NumPy derived draws
+        fitter._sample(inputs, 1000, 1000, 4, seed, 2, 0.95, False)
         own.append(time.perf_counter() - t)
         t = time.perf_counter()
         fitter.fit(draws=1000, tune=1000, chains=4, seed=seed)
@@ -186,7 +184,7 @@ def main() -> None:
     r = refit
     print(f"\nbaseline fit (build + pm.sample + PyMC predictive), warm caches: "
           f"{statistics.median(base):.1f} s (median of {len(base)})")
-    print(f"refit of a compiled model (4 x 1,000 draws): {r['refit_median']:.2f} s; nutpie's own "
+    print(f"refit of a compiled model (4 x 1,000 draws): {r['refit_median']:.2f} s; the sampler's own "
           f"sampling {r['sampler_own_median']:.2f} s; ratio "
           f"{float(r['refit_median']) / float(r['sampler_own_median']):.2f}")  # type: ignore
     print(f"refit per simulated campaign, one Fitter: {r['reuse_median']:.2f} s (median of "

@@ -161,6 +161,24 @@ class Fitter:
         self.compile_seconds = time.perf_counter() - start
         _remember_compile_seconds(self.structure_key(), self.compile_seconds)
 
+    def prepare(self, case: Case | xr.Dataset | None = None, *, draws: int = 2000,
+                tune: int = 1000) -> float:
+        """Compile all a fit with these settings needs; the seconds it took (0: done before).
+
+        :meth:`fit` calls it; call it first to time compiling apart from sampling. For
+        ``"jax"`` the XLA programs depend on ``tune`` and on the chunks of ``draws``.
+        """
+        before = self._compiled is not None
+        self.compile()
+        spent = 0.0 if before else self.compile_seconds
+        if self.sampler == "jax" and self._compiled is not None:
+            seconds = self._compiled.prepare(self.inputs_for(case), draws=draws, tune=tune)
+            if seconds:
+                spent += seconds
+                self.compile_seconds += seconds
+                _remember_compile_seconds(self.structure_key(), spent)
+        return spent
+
     def structure_key(self) -> str:
         """What the compiled code depends on: structure, prior families, versions, sampler."""
         spec = self.spec
@@ -219,17 +237,9 @@ class Fitter:
                                 f"chains={chains}, tune={tune})")
         start = time.perf_counter()
         inputs = self.inputs_for(case)  # a mismatched case fails before any compiling
-        compiled_before = self._compiled is not None
-        self.compile()
         cores = min(chains, cores or os.cpu_count() or 1)
-        spent = 0.0 if compiled_before else self.compile_seconds
         try:
-            if self.sampler == "jax" and self._compiled is not None:  # XLA: per tune and chunking
-                seconds = self._compiled.prepare(inputs, draws=draws, tune=tune)
-                if seconds:
-                    spent += seconds
-                    self.compile_seconds += seconds
-                    _remember_compile_seconds(self.structure_key(), spent)
+            spent = self.prepare(case, draws=draws, tune=tune)
             sampled_at = time.perf_counter()
             trace = self._sample(inputs, draws, tune, chains, seed, cores, target_accept, progress)
         except (ValueError, RuntimeError, FloatingPointError) as exc:
