@@ -244,12 +244,16 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
                      f"{s.publisher}, {s.date}." + (f" {s.url}" if s.url else "")
                      for s in case.sources.values()]))
     b.append(("h", 3, "Computation"))
-    b.append(("p", f"Sampler: {attrs.get('sampler')} (NUTS), {attrs.get('chains')} chains, "
+    sampler = {"jax": f"blackjax {attrs.get('blackjax_version')} NUTS on JAX "
+                      f"{attrs.get('jax_version')}",
+               "nutpie": f"nutpie {attrs.get('nutpie_version')} NUTS",
+               "pymc": "PyMC NUTS"}.get(str(attrs.get("sampler")), f"{attrs.get('sampler')} NUTS")
+    b.append(("p", f"Sampler: {sampler}, {attrs.get('chains')} chains, "
                    f"{attrs.get('tune')} tuning steps and {attrs.get('draws')} kept draws each, "
                    f"target acceptance {attrs.get('target_accept')}, seed {attrs.get('seed')}. "
                    f"Software: truecount {attrs.get('truecount_version')}, PyMC "
                    f"{attrs.get('pymc_version')}, PyTensor {attrs.get('pytensor_version')}, "
-                   f"nutpie {attrs.get('nutpie_version')}, ArviZ {attrs.get('arviz_version')} "
+                   f"ArviZ {attrs.get('arviz_version')} "
                    f"(arviz-stats {attrs.get('arviz_stats_version')}), NumPy "
                    f"{attrs.get('numpy_version')}."))
     return b

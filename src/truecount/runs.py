@@ -287,7 +287,8 @@ def run_info(case: Case, spec: Spec, tree: xr.DataTree, command: list[str],
         "spec_sha256": spec.sha256,
         **{k: a.get(k) for k in ("seed", "draws", "tune", "chains", "target_accept", "sampler",
                                  "truecount_version", "pymc_version", "pytensor_version",
-                                 "nutpie_version", "arviz_version", "numpy_version")},
+                                 "nutpie_version", "jax_version", "blackjax_version",
+                                 "arviz_version", "numpy_version")},
         "environment": environment(),
     }
 
