@@ -88,6 +88,7 @@ class JaxSampler:
         self.digest = _digest(self.value_vars + self._inputs, self._outputs)
         self._jax: tuple[Any, Any] | None = None  # (log density, constrained values), lazily
         self._programs: dict[tuple[Any, ...], Any] = {}
+        self._structure: dict[int, Any] = {}  # tune -> tree structure of (state, parameters)
         self._lock = threading.Lock()
         start = model.initial_point()
         self._start = [np.asarray(start[v.name], dtype=v.dtype) for v in self.value_vars]
@@ -127,7 +128,13 @@ class JaxSampler:
     def _warmup(self, tune: int) -> Any:
         """``(chain key, position, data, target_accept) -> leaves of (state, parameters)``."""
         warmup = self._warmup_tree(tune)
-        return lambda *args: jax.tree.leaves(warmup(*args))
+
+        def flat(*args: Any) -> list[Any]:
+            leaves: list[Any]
+            leaves, self._structure[tune] = jax.tree.flatten(warmup(*args))
+            return leaves
+
+        return flat
 
     def _steps(self, tune: int, size: int) -> Any:
         """``(chain key, first step, leaves, data) -> (leaves, constrained values, stats)``.
@@ -138,10 +145,13 @@ class JaxSampler:
         import blackjax
 
         def steps(chain_key: Any, first: Any, leaves: list[Any], data: list[Any]) -> Any:
-            # The structure of (state, parameters), from the warm-up traced without running.
-            shapes = jax.eval_shape(self._warmup_tree(tune), *_specs(
-                (chain_key, self._start, data, jnp.float64(0.8))))
-            state, parameters = jax.tree.unflatten(jax.tree.structure(shapes), leaves)
+            # The structure of (state, parameters): seen when the warm-up was traced, else from
+            # tracing it without running (when only the warm-up was in the cache).
+            if tune not in self._structure:
+                self._structure[tune] = jax.tree.structure(jax.eval_shape(
+                    self._warmup_tree(tune), *_specs((chain_key, self._start, data,
+                                                      jnp.float64(0.8)))))
+            state, parameters = jax.tree.unflatten(self._structure[tune], leaves)
             kernel = blackjax.nuts(partial(self._log_density, data=data), **parameters).step
 
             base = jax.random.split(jax.random.wrap_key_data(chain_key))[1]
@@ -192,28 +202,31 @@ class JaxSampler:
         data = self._data(inputs)
         key = _chain_keys(0, 1)[0]
         with self._lock:
-            self._program(("logp",), jax.jit(self._log_density), self._start, data)
-            warmup = self._program(("warmup", tune), self._warmup(tune), key, self._start, data,
-                                   jnp.float64(0.8))
-            leaves = warmup.out_info
-            for size in sizes:
-                self._program(("steps", tune, size), self._steps(tune, size), key, np.int64(0),
-                              leaves, data)
+            logp = self._exported(("logp",), jax.jit(self._log_density), self._start, data)
+            warmup = self._exported(("warmup", tune), self._warmup(tune), key, self._start, data,
+                                    jnp.float64(0.8))
+            leaves = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in warmup[1].out_avals]
+            steps = [self._exported(("steps", tune, size), self._steps(tune, size), key,
+                                    np.int64(0), leaves, data) for size in sizes]
+            todo = [job for job in (logp, warmup, *steps) if job[0] not in self._programs]
+            # XLA compiles outside the interpreter's lock: the programs compile side by side.
+            with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))
+                                    ) as pool:
+                compiled = pool.map(lambda job: jax.jit(job[1].call).lower(*job[2]).compile(),
+                                    todo)
+                self._programs.update((job[0], c) for job, c in zip(todo, compiled, strict=True))
         return time.perf_counter() - start
 
-    def _program(self, name: tuple[Any, ...], function: Any, *args: Any) -> Any:
-        """The compiled program ``name``: from memory, from the export cache, or traced anew."""
-        if name in self._programs:
-            return self._programs[name]
+    def _exported(self, name: tuple[Any, ...], function: Any, *args: Any
+                  ) -> tuple[tuple[Any, ...], Any, Any]:
+        """``(name, exported program, argument specs)``: from the cache, or traced anew."""
         specs = _specs(args)
         exported = self._load(name, specs)
         if exported is None:
             self._functions()  # outside any trace, so that its constants stay constants
             exported = jax.export.export(jax.jit(function))(*specs)
             self._store(name, specs, exported)
-        compiled = jax.jit(exported.call).lower(*specs).compile()
-        self._programs[name] = compiled
-        return compiled
+        return name, exported, specs
 
     def _cache_file(self, name: tuple[Any, ...], specs: Any) -> Path | None:
         if self.cache is None:
