@@ -33,6 +33,9 @@ from truecount.capacity import (
 )
 from truecount.model import LogErlangB
 
+#: Lines of the recursion per iteration of the XLA loop.
+_LINES_PER_STEP = 4
+
 jax.config.update("jax_enable_x64", True)
 # Constants stay in the program (JAX otherwise passes those over 32 bytes as hidden arguments,
 # which jax.export cannot serialize); the model's constants are a few kilobytes at most.
@@ -49,12 +52,18 @@ def log_erlang_b(servers: Any, log_load: Any) -> Any:
     ones = jnp.ones_like(log_load)
 
     def step(state: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+        # Several lines per iteration (the loop's own cost dominates one line's arithmetic),
+        # rescaled after every four: m cannot overflow in four steps from below the rescaling
+        # point, each factor k/A being below 3e23.
         k, m, one, log_scale = state
-        k = k + 1.0
-        m = jnp.where(k <= servers, one + (k * inverse_load) * m, m)
-        big = m > _RESCALE_ABOVE
-        return (k, jnp.where(big, m * _RESCALE_BY, m), jnp.where(big, one * _RESCALE_BY, one),
-                log_scale + jnp.where(big, _LOG_RESCALE, 0.0))
+        for line in range(_LINES_PER_STEP):
+            k = k + 1.0
+            m = jnp.where(k <= servers, one + (k * inverse_load) * m, m)
+            if line % 4 == 3:
+                big = m > _RESCALE_ABOVE
+                m, one = jnp.where(big, m * _RESCALE_BY, m), jnp.where(big, one * _RESCALE_BY, one)
+                log_scale = log_scale + jnp.where(big, _LOG_RESCALE, 0.0)
+        return k, m, one, log_scale
 
     most = jnp.max(jnp.where(plain, servers, 0.0), initial=0.0)
     _, m, _, log_scale = lax.while_loop(lambda s: s[0] < most, step,
