@@ -40,8 +40,8 @@ def main() -> None:
     fitter.prepare(draws=1000, tune=1000)
     compiled = time.perf_counter() - start
     tree = fitter.fit(draws=1000, tune=1000, chains=4, seed=0)
-    print(f"lines={lines} sampler={sampler} import={imported:.1f}s build={built:.2f}s compile={compiled:.1f}s "
-          f"sample={tree.attrs['sample_seconds']:.1f}s "
+    print(f"lines={lines} sampler={sampler} import={imported:.1f}s build={built:.2f}s "
+          f"compile={compiled:.1f}s sample={tree.attrs['sample_seconds']:.1f}s "
           f"divergences={int(tree['sample_stats']['diverging'].sum())}")
 
 
