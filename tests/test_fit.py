@@ -198,10 +198,14 @@ def test_the_compile_message_says_what_this_machine_measured(tmp_path, monkeypat
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     fitter = Fitter.for_case(load_case(kss_path), load_spec(baseline_path))
     assert fitter.expected_compile_seconds() is None
-    assert "not timed on this machine yet" in _compile_estimate(fitter)
-    _remember_compile_seconds(fitter.structure_key(), 12.34)
+    assert "not timed on this machine yet" in _compile_estimate(fitter, 2000, 1000)
+    _remember_compile_seconds(fitter._settings_key(2000, 1000), 12.34)
     assert compile_times_file().parent == tmp_path / "truecount"
-    assert _compile_estimate(fitter) == "12 s last time on this machine"
+    assert _compile_estimate(fitter, 2000, 1000) == "12 s last time on this machine"
+    # The JAX programs depend on the tuning steps and the draws per call: other settings,
+    # other compile; a refit with twice the draws runs the same programs.
+    assert "not timed" in _compile_estimate(fitter, 2000, 500)
+    assert _compile_estimate(fitter, 4000, 1000) == "12 s last time on this machine"
     other = Fitter.for_case(load_case(kss_path, ["round_the_clock"]), load_spec(baseline_path))
     assert other.structure_key() == fitter.structure_key()  # a reading changes data, not code
     compile_times_file().write_text("not json", encoding="utf-8")
@@ -212,7 +216,7 @@ def test_quiet_says_nothing_while_fitting(capsys, tmp_path, kss_path, monkeypatc
     import truecount.cli as cli
     import truecount.inference as inference
 
-    monkeypatch.setattr(inference.Fitter, "expected_compile_seconds", lambda self: None)
+    monkeypatch.setattr(inference.Fitter, "expected_compile_seconds", lambda self, *a: None)
 
     class Stop(Exception):
         pass

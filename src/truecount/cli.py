@@ -559,7 +559,7 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     logging.getLogger("pymc").setLevel(logging.WARNING)  # its "Sampling: [...]" lines are noise here
     fitter = Fitter(model, sampler)
     say(f"fitting {case.id} under {spec.id}: {chains} chains x ({tune} tuning + {draws} draws), "
-        f"seed {seed}; compiling the model first ({_compile_estimate(fitter)})...")
+        f"seed {seed}; compiling the model first ({_compile_estimate(fitter, draws, tune)})...")
     tree, verdict, _ = fit_gated(fitter, draws=draws, tune=tune, chains=chains, seed=seed,
                                  target_accept=target_accept or DEFAULT_TARGET_ACCEPT,
                                  retry=retry, progress=progress and not quiet, say=say)
@@ -569,9 +569,9 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     return tree, verdict, summary
 
 
-def _compile_estimate(fitter: Any) -> str:
+def _compile_estimate(fitter: Any, draws: int, tune: int) -> str:
     """What compiling will take: this machine's last time for the structure, else measured typicals."""
-    seconds = fitter.expected_compile_seconds()
+    seconds = fitter.expected_compile_seconds(draws, tune)
     if seconds is not None:
         return f"{seconds:.0f} s last time on this machine"
     # Measured on a 2-core machine (benchmarks/routes.py, docs/performance.md).

@@ -176,7 +176,7 @@ class Fitter:
             if seconds:
                 spent += seconds
                 self.compile_seconds += seconds
-                _remember_compile_seconds(self.structure_key(), spent)
+                _remember_compile_seconds(self._settings_key(draws, tune), spent)
         return spent
 
     def structure_key(self) -> str:
@@ -188,9 +188,17 @@ class Fitter:
                  "versions": _versions()}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
-    def expected_compile_seconds(self) -> float | None:
-        """How long compiling this structure took the last time on this machine (None: never)."""
-        return _compile_seconds().get(self.structure_key())
+    def expected_compile_seconds(self, draws: int = 2000, tune: int = 1000) -> float | None:
+        """How long compiling for these settings took the last time on this machine (None: never)."""
+        return _compile_seconds().get(self._settings_key(draws, tune))
+
+    def _settings_key(self, draws: int, tune: int) -> str:
+        """The structure key, and for ``"jax"`` the settings its programs depend on."""
+        if self.sampler != "jax":
+            return self.structure_key()
+        from truecount.jaxfit import _chunks
+
+        return f"{self.structure_key()}:{tune}:{','.join(map(str, sorted(set(_chunks(draws)))))}"
 
     def inputs_for(self, case: Case | xr.Dataset | None) -> dict[str, np.ndarray]:
         """The data arrays of ``case`` (default: the model's own), checked against the structure."""

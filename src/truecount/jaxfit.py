@@ -4,14 +4,14 @@
 each a function of the case's data (arguments, not constants, so every case of the same
 structure reuses them): the log density (for the starting points), the warm-up (blackjax's
 window adaptation: Stan's schedule, step size by dual averaging to the target acceptance, a
-diagonal mass matrix from the tuning draws) and a chunk of NUTS draws.
+diagonal mass matrix from the tuning draws) and :data:`CHUNK` NUTS draws.
 
 Two caches make a new process fast, both in the user's cache folder and both keyed by what the
 compiled code depends on, so that a stale entry is never used:
 
 - the programs themselves, serialized by ``jax.export`` (``jax-programs/``), keyed by a digest of
   the model's graph (every operation and constant: the priors' parameters are constants), the
-  settings (tuning steps, chunk length), the versions of truecount, JAX, jaxlib, blackjax,
+  settings (tuning steps, draws per call), the versions of truecount, JAX, jaxlib, blackjax,
   PyTensor and PyMC, and the source of this module and :mod:`truecount._jax`. A process that
   finds them neither turns the graph into JAX nor traces the sampler;
 - XLA's executables, in JAX's persistent compilation cache (``jax/``), keyed by JAX itself by the
@@ -363,10 +363,14 @@ def _specs(args: Any) -> Any:
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), args)
 
 
+#: Draws per call of the draw program: progress shows and Ctrl-C stops between calls, and every
+#: multiple of it (2,000 draws, or the 4,000 of a refit) runs the same compiled program.
+CHUNK = 100
+
+
 def _chunks(draws: int) -> list[int]:
-    """Draws split into about 20 calls, so that progress shows and Ctrl-C stops between them."""
-    size = max(1, -(-draws // 20))
-    return [size] * (draws // size) + ([draws % size] if draws % size else [])
+    """``draws`` as calls of :data:`CHUNK` draws and one of the remainder."""
+    return [CHUNK] * (draws // CHUNK) + ([draws % CHUNK] if draws % CHUNK else [])
 
 
 def _progress_line(tuned: list[bool], done: list[int], draws: int, tune: int,
