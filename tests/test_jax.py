@@ -8,6 +8,7 @@ gradient against PyTensor's own compiled graph, for every structure of the spec.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import jax
@@ -152,3 +153,19 @@ def test_chunks_cover_the_draws_and_the_progress_line_says_how_far():
     line = _progress_line([True, True], [50, 50], 100, 100, 3.0)
     assert line == "sampling 2 chains: 100/200 draws (50%), 100 steps/s, 1 s left"
     assert math.isfinite(float(line.split(", ")[-1].split()[0]))
+
+
+def test_a_truncated_cached_executable_is_compiled_again_not_loaded(tmp_path):
+    # JAX's own cache writes in place: a process stopped mid-write left a truncated executable
+    # that crashed every later process. Ours is written whole and checked before loading.
+    sampler = JaxSampler(build_model(load_case(KSS), load_spec("baseline")), cache=tmp_path)
+    data = sampler._data(sampler.inputs_for(None))
+    job = sampler._exported(("logp",), sampler.log_density(), sampler._start, data)
+    first = float(sampler._executable(*job)(sampler._start, data))
+    (path,) = tmp_path.glob("logp-*.xla")
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    assert float(sampler._executable(*job)(sampler._start, data)) == first
+    rewritten = path.read_bytes()  # whole again: its digest matches its contents
+    assert hashlib.sha256(rewritten[32:]).digest() == rewritten[:32]
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind

@@ -91,12 +91,17 @@ def _jax_log_erlang_b(op: Any, node: Any = None, **kwargs: Any) -> Any:
 
 
 def enable_cache(folder: str) -> None:
-    """Keep JAX's compiled executables in ``folder``.
+    """Keep JAX's compiled executables in ``folder`` (PyMC's JAX samplers in the benchmark).
+
+    :mod:`truecount.jaxfit` keeps its own executables, written whole.
 
     JAX keys them by the program, the JAX and XLA versions, the flags and the machine, so a stale
-    entry is never a hit.
+    entry is never a hit. A size limit (4 GB, least recently used first out) also makes JAX read
+    and write entries under a file lock: without one it writes in place, and another process
+    (a calibration worker, a second fit) could read an entry half written.
     """
     jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_compilation_cache_max_size", 4 << 30)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 

@@ -284,9 +284,9 @@ def _parser() -> argparse.ArgumentParser:
         description="The first fit of a model structure compiles it (with the default jax "
         "sampler about 20 s with empty caches on 2 cores, 2-3 s in a later process). "
         "truecount keeps the sampler's programs (jax-programs/, keyed by a digest of the model's "
-        "graph, the settings, the library versions and the sampler's source) and XLA's "
-        "executables (jax/, keyed by JAX by the program, versions and flags) in its cache "
-        "folder, so that a changed model or an upgrade never reuses a stale entry; PyTensor "
+        "graph, the settings, the library versions and the sampler's source) with XLA's "
+        "executables (also keyed by the processor and XLA's flags, checked whole before use) in "
+        "its cache folder, so that a changed model or an upgrade never reuses a stale entry; PyTensor "
         "keeps its compiled pieces (nutpie and pymc samplers) in its compile folder, keyed the "
         "same way; truecount remembers how long each structure took to compile, for the "
         "message shown while compiling. This shows the folders and their size, or clears them.",
@@ -402,7 +402,7 @@ def _run_cache(args: argparse.Namespace) -> int:
     base = Path(pytensor.config.base_compiledir)
     folders = [Path(pytensor.config.compiledir), base / "numba"]  # PyTensor's numba cache
     # The JAX sampler's programs and XLA's executables, and the compile times (waiting message).
-    folders += [cache_folder() / "jax-programs", cache_folder() / "jax", compile_times_file()]
+    folders += [cache_folder() / "jax-programs", compile_times_file()]
     if os.environ.get("NUMBA_CACHE_DIR"):
         folders.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     for folder in folders:

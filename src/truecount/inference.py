@@ -5,8 +5,8 @@ for the case it was built from or for any other case of the same structure (same
 line counts, claims of the same kinds, same spec switches), passing the new data without
 recompiling. Its samplers (``sampler=``):
 
-- ``"jax"`` (default): :mod:`truecount.jaxfit`, blackjax's NUTS in XLA programs kept in JAX's
-  persistent cache in the user's cache folder (:func:`cache_folder`), so a new process that has
+- ``"jax"`` (default): :mod:`truecount.jaxfit`, blackjax's NUTS in XLA programs kept with their
+  executables in the user's cache folder (:func:`cache_folder`), so a new process that has
   seen the structure before starts sampling after a few seconds;
 - ``"nutpie"``: nutpie on PyTensor's numba backend (its compiled C callbacks cannot be cached, so
   every new process compiles for 15-20 s, and about a minute with empty caches);
@@ -133,17 +133,15 @@ class Fitter:
     def compile(self) -> None:
         """Compile the log density and its gradient (once; later fits reuse it).
 
-        For ``"jax"`` this turns the graph into a JAX function; the XLA programs are compiled, or
-        loaded from the persistent cache, at the first fit with given ``tune`` and ``draws``.
+        For ``"jax"`` this takes the graph's digest; the XLA programs are compiled, or loaded from
+        the cache, by :meth:`prepare` (at the first fit with given ``tune`` and ``draws``).
         """
         if self._compiled is not None or self.sampler == "pymc":
             return
         start = time.perf_counter()
         if self.sampler == "jax":
-            import truecount._jax
             from truecount.jaxfit import JaxSampler
 
-            truecount._jax.enable_cache(str(cache_folder() / "jax"))
             self._compiled = JaxSampler(self.model, self.data_names,
                                         cache=cache_folder() / "jax-programs")
             self.compile_seconds = time.perf_counter() - start

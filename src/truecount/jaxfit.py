@@ -14,8 +14,9 @@ compiled code depends on, so that a stale entry is never used:
   settings (tuning steps, draws per call), the versions of truecount, JAX, jaxlib, blackjax,
   PyTensor and PyMC, and the source of this module and :mod:`truecount._jax`. A process that
   finds them neither turns the graph into JAX nor traces the sampler;
-- XLA's executables, in JAX's persistent compilation cache (``jax/``), keyed by JAX itself by the
-  program, the JAX and XLA versions, the flags and the machine.
+- XLA's executables (``jax-programs/*.xla``), keyed by the program's key, the XLA flags and the
+  processor, written whole (a temporary file renamed) with a SHA-256 of their contents checked
+  before loading (:meth:`JaxSampler._executable` says why not JAX's own cache).
 
 Chains run in threads, each calling the compiled programs (XLA releases the interpreter while it
 runs); a chain's draws depend only on its key, so the numbers do not depend on the threads or on
@@ -212,8 +213,7 @@ class JaxSampler:
             # XLA compiles outside the interpreter's lock: the programs compile side by side.
             with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))
                                     ) as pool:
-                compiled = pool.map(lambda job: jax.jit(job[1].call).lower(*job[2]).compile(),
-                                    todo)
+                compiled = pool.map(lambda job: self._executable(*job), todo)
                 self._programs.update((job[0], c) for job, c in zip(todo, compiled, strict=True))
         return time.perf_counter() - start
 
@@ -228,13 +228,44 @@ class JaxSampler:
             self._store(name, specs, exported)
         return name, exported, specs
 
-    def _cache_file(self, name: tuple[Any, ...], specs: Any) -> Path | None:
+    def _executable(self, name: tuple[Any, ...], exported: Any, specs: Any) -> Any:
+        """XLA's executable of an exported program: from the cache if whole, else compiled.
+
+        Our own cache rather than JAX's persistent one, which writes entries in place: a
+        process stopped while writing (Ctrl-C during a first compile) left a truncated
+        executable that crashed every later process loading it. Here an entry is written to a
+        temporary file and renamed, and carries the SHA-256 of its contents, checked before it is
+        loaded. Keyed by the program's own key, the XLA flags and the processor.
+        """
+        from jax.experimental.serialize_executable import deserialize_and_load, serialize
+
+        lowered = jax.jit(exported.call).lower(*specs)
+        path = self._cache_file(name, specs, "xla", _machine())
+        if path is not None and path.is_file():
+            blob = path.read_bytes()
+            if hashlib.sha256(blob[32:]).digest() == blob[:32]:
+                try:
+                    return deserialize_and_load(blob[32:], lowered.in_tree, lowered.out_tree)
+                except Exception:  # an entry that does not load is replaced
+                    pass
+            path.unlink(missing_ok=True)
+        compiled = lowered.compile()
+        if path is not None:
+            try:
+                payload = serialize(compiled)[0]
+                _write_atomically(path, hashlib.sha256(payload).digest() + payload)
+            except (OSError, ValueError, NotImplementedError):
+                pass  # a cache that cannot be written costs time, not results
+        return compiled
+
+    def _cache_file(self, name: tuple[Any, ...], specs: Any, kind: str = "jaxexport",
+                    extra: str = "") -> Path | None:
         if self.cache is None:
             return None
         shapes = jax.tree.map(lambda s: (s.shape, str(s.dtype)), specs)
         key = hashlib.sha256(json.dumps([self.digest, _code_versions(), list(name),
-                                         repr(shapes)]).encode()).hexdigest()[:24]
-        return self.cache / f"{'-'.join(map(str, name))}-{key}.jaxexport"
+                                         repr(shapes), extra]).encode()).hexdigest()[:24]
+        return self.cache / f"{'-'.join(map(str, name))}-{key}.{kind}"
 
     def _load(self, name: tuple[Any, ...], specs: Any) -> Any:
         path = self._cache_file(name, specs)
@@ -251,10 +282,7 @@ class JaxSampler:
         if path is None:
             return
         try:  # a cache that cannot be written costs time, not results
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_bytes(exported.serialize())
-            tmp.replace(path)
+            _write_atomically(path, bytes(exported.serialize()))
         except OSError:
             pass
 
@@ -456,6 +484,30 @@ def _digest(inputs: list[Any], outputs: list[Any]) -> str:
             ids[out] = len(ids)
     h.update(("out:" + ",".join(str(ids[v]) for v in outputs)).encode())
     return h.hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` by a temporary file renamed into place (never half written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _machine() -> str:
+    """What an XLA executable compiled here depends on besides its program."""
+    import platform
+
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return json.dumps([platform.machine(), platform.processor(), flags,
+                       os.environ.get("XLA_FLAGS", ""), jax.devices()[0].client.platform_version])
 
 
 def _code_versions() -> dict[str, str]:
