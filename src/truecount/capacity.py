@@ -116,7 +116,12 @@ _PLAIN_FROM_LOG_LOAD = -40.0
 _PLAIN_UP_TO_SERVERS = 1_000_000
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+# Not cached on disk: numba keys a cached function by its source and signature, not by the
+# options it was compiled with, and PyTensor's numba backend compiles this same function inside
+# the model with its own (fast-math) options. The two shared one cache entry: a fit could load
+# the other's code (other last bits), and a fresh clone's CI run loaded an entry that crashed
+# the process (segmentation fault). Compiling it takes well under a second.
+@numba.njit(cache=False)  # type: ignore[untyped-decorator]
 def log_blocking_scalar(servers: int, log_load: float) -> float:  # pragma: no cover - compiled
     r"""``log B(servers, A)`` from ``log A`` for one pair of numbers: the recursion, written once.
 
@@ -165,7 +170,7 @@ def log_blocking_scalar(servers: int, log_load: float) -> float:  # pragma: no c
     return -(math.log(m) + log_scale)
 
 
-@numba.njit(cache=True)  # type: ignore[untyped-decorator]
+@numba.njit(cache=False)  # type: ignore[untyped-decorator]
 def _log_blocking_softplus(servers: int, log_load: float) -> float:  # pragma: no cover - compiled
     r"""The same recursion on the log scale, for loads too small for :func:`log_blocking_scalar`.
 

@@ -131,7 +131,7 @@ class LogErlangB(ps.ScalarOp):  # type: ignore[misc]
 @register_scalar_funcify(LogErlangB)  # type: ignore[untyped-decorator]
 def _numba_log_erlang_b(op: Any, node: Any, **kwargs: Any) -> tuple[Any, str]:
     # The compiled function itself; the key names its version for PyTensor's numba cache.
-    return log_blocking_scalar, "truecount.capacity.log_blocking_scalar-2"
+    return log_blocking_scalar, "truecount.capacity.log_blocking_scalar-3"
 
 
 _LOG_ERLANG_B = Elemwise(LogErlangB(name="log_erlang_b"))
