@@ -59,10 +59,8 @@ def child(route: str) -> None:
         from truecount.inference import Fitter
 
         fitter = Fitter(model, "nutpie" if route == "nutpie-numba" else "jax")
-        fitter.compile()  # the JAX route: the graph to JAX, then XLA (or JAX's cache)
+        fitter.prepare(draws=DRAWS, tune=TUNE)  # JAX: programs and executables, or their caches
         inputs = fitter.inputs_for(None)
-        if route == "truecount-jax":
-            fitter._compiled.prepare(inputs, draws=DRAWS, tune=TUNE)
         compiled = time.perf_counter() - start
         trace = fitter._sample(inputs, DRAWS, TUNE, CHAINS, SEED, CHAINS, TARGET, False)
     elif route == "nutpie-jax":

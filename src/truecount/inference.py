@@ -166,11 +166,14 @@ class Fitter:
         :meth:`fit` calls it; call it first to time compiling apart from sampling. For
         ``"jax"`` the XLA programs depend on ``tune`` and on the chunks of ``draws``.
         """
+        return self._prepare(self.inputs_for(case), draws, tune)
+
+    def _prepare(self, inputs: dict[str, np.ndarray], draws: int, tune: int) -> float:
         before = self._compiled is not None
         self.compile()
         spent = 0.0 if before else self.compile_seconds
         if self.sampler == "jax" and self._compiled is not None:
-            seconds = self._compiled.prepare(self.inputs_for(case), draws=draws, tune=tune)
+            seconds = self._compiled.prepare(inputs, draws=draws, tune=tune)
             if seconds:
                 spent += seconds
                 self.compile_seconds += seconds
@@ -245,7 +248,7 @@ class Fitter:
         inputs = self.inputs_for(case)  # a mismatched case fails before any compiling
         cores = min(chains, cores or os.cpu_count() or 1)
         try:
-            spent = self.prepare(case, draws=draws, tune=tune)
+            spent = self._prepare(inputs, draws, tune)  # inputs checked above, once
             sampled_at = time.perf_counter()
             trace = self._sample(inputs, draws, tune, chains, seed, cores, target_accept, progress)
         except (ValueError, RuntimeError, FloatingPointError) as exc:

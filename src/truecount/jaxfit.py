@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -497,6 +497,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@cache
 def _machine() -> str:
     """What an XLA executable compiled here depends on besides its program."""
     import platform
@@ -510,6 +511,7 @@ def _machine() -> str:
                        os.environ.get("XLA_FLAGS", ""), jax.devices()[0].client.platform_version])
 
 
+@cache
 def _code_versions() -> dict[str, str]:
     """What besides the graph shapes the programs: library versions and this code's source."""
     from importlib.metadata import version
