@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from truecount import load_case
-from truecount.bounds import case_capacity
+from truecount.model.bounds import case_capacity
 
 KSS = Path(__file__).resolve().parents[1] / "data" / "kss_2021.toml"
 

@@ -24,8 +24,8 @@ def main() -> None:
     sampler = sys.argv[2] if len(sys.argv) > 2 else "jax"
     start = time.perf_counter()
     import truecount
-    from truecount.inference import Fitter
-    from truecount.model import build_model
+    from truecount.inference.fitter import Fitter
+    from truecount.model.build import build_model
 
     imported = time.perf_counter() - start
     text = (ROOT / "data" / "kss_2021.toml").read_text(encoding="utf-8")

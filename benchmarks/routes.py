@@ -14,7 +14,7 @@ last bit.
 Routes: ``nutpie-numba`` (today's: nutpie on PyTensor's numba backend), ``numpyro`` and
 ``blackjax`` (PyMC's JAX samplers, chains on parallel XLA host devices, JAX's persistent
 compilation cache), ``nutpie-jax`` (nutpie on PyTensor's JAX backend), ``truecount-jax``
-(``Fitter(sampler="jax")``, :mod:`truecount.jaxfit`: blackjax programs with the data as
+(``Fitter(sampler="jax")``, :mod:`truecount.inference.jaxfit`: blackjax programs with the data as
 arguments, in JAX's persistent cache under ``$XDG_CACHE_HOME/truecount/jax``).
 """
 
@@ -42,10 +42,10 @@ def child(route: str) -> None:
 
     start = time.perf_counter()
     import truecount
-    from truecount.model import build_model
+    from truecount.model.build import build_model
 
     if route in ("numpyro", "blackjax", "nutpie-jax"):
-        import truecount._jax as tj
+        import truecount.inference._jax as tj
 
         tj.enable_cache(str(Path(os.environ["XDG_CACHE_HOME"]) / "truecount" / "jax"))
     imported = time.perf_counter() - start
@@ -56,7 +56,7 @@ def child(route: str) -> None:
     built = time.perf_counter() - start
     start = time.perf_counter()
     if route in ("nutpie-numba", "truecount-jax"):
-        from truecount.inference import Fitter
+        from truecount.inference.fitter import Fitter
 
         fitter = Fitter(model, "nutpie" if route == "nutpie-numba" else "jax")
         fitter.prepare(draws=DRAWS, tune=TUNE)  # JAX: programs and executables, or their caches

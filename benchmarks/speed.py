@@ -47,10 +47,10 @@ def phases() -> dict[str, float]:
 
     import truecount.cli  # noqa: F401  (what `truecount` imports before it runs)
     from truecount import load_case, load_spec
-    from truecount.diagnostics import gate
-    from truecount.inference import Fitter
-    from truecount.report import ReportOptions, write_report
-    from truecount.results import summarize
+    from truecount.inference.diagnostics import gate
+    from truecount.inference.fitter import Fitter
+    from truecount.outputs.report import ReportOptions, write_report
+    from truecount.inference.results import summarize
     lap("import")
     case, spec = load_case(KSS), load_spec("baseline")
     lap("load case and spec")
@@ -82,7 +82,7 @@ def baseline() -> dict[str, float]:
     import pymc as pm
 
     from truecount import load_case, load_spec
-    from truecount.model import build_model
+    from truecount.model.build import build_model
 
     model = build_model(load_case(KSS), load_spec("baseline"))
     with model, warnings.catch_warnings():
@@ -99,8 +99,8 @@ def refits(n_refits: int, n_rebuilds: int) -> dict[str, object]:
     import numpy as np
 
     from truecount import load_case, load_spec
-    from truecount.inference import Fitter
-    from truecount.simulate import simulate
+    from truecount.inference.fitter import Fitter
+    from truecount.model.simulate import simulate
 
     case, spec = load_case(KSS), load_spec("baseline")
     fitter = Fitter.for_case(case, spec)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from truecount.calibration import (
+from truecount.workflows.calibration import (
     Job,
     calibrate,
     coverage,
@@ -62,7 +62,7 @@ def test_dask_two_workers_give_the_ranks_of_one_worker_and_resume(kss_path, tmp_
     assert [r["ranks"] for r in serial] == [r["ranks"] for r in parallel]
     written = sorted((tmp_path / "serial" / "cases").glob("sbc-*.toml"))
     assert len(written) == 4
-    from truecount.case import load_case
+    from truecount.inputs.case import load_case
     from truecount.errors import InputError
     loaded = 0
     for path in written:

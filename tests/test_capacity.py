@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import gammaln, logsumexp
 
-from truecount import capacity
+from truecount.model import capacity
 
 
 def erlang_b_log_reference(c: int, a: float) -> float:

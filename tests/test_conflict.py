@@ -1,6 +1,6 @@
 """Prior-data conflict: a parameter pulled far outside its prior, or data the priors cannot produce.
 
-The check (:func:`truecount.results.prior_data_conflicts`) reads only the DataTree a fit writes, so
+The check (:func:`truecount.inference.results.prior_data_conflicts`) reads only the DataTree a fit writes, so
 most tests here use hand-made trees or trees assembled from prior draws without sampling; one slow
 test fits an impossible claim of 10,000,000,000 end to end.
 """
@@ -19,11 +19,11 @@ from tests.test_report import check_html
 
 from truecount import load_case, load_spec
 from truecount.cli import main, render_summary
-from truecount.diagnostics import gate
-from truecount.forward import draw_parameters
-from truecount.inference import Fitter
-from truecount.report import ReportOptions, write_report
-from truecount.results import CONFLICT, UNCONVERGED, prior_data_conflicts, summarize
+from truecount.inference.diagnostics import gate
+from truecount.model.forward import draw_parameters
+from truecount.inference.fitter import Fitter
+from truecount.outputs.report import ReportOptions, write_report
+from truecount.inference.results import CONFLICT, UNCONVERGED, prior_data_conflicts, summarize
 
 IMPOSSIBLE = 10_000_000_000
 

@@ -4,8 +4,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from truecount import capacity, load_case, load_spec
-from truecount.des import CallCentre, case_to_toml, des_campaign, erlang_b_check, run_call_centre
+from truecount.model import capacity
+from truecount import load_case, load_spec
+from truecount.workflows.des import CallCentre, case_to_toml, des_campaign, erlang_b_check, run_call_centre
 
 PARAMS = {"handle_time": np.array([5.0]), "attended_share": np.array([0.8]),
           "peak_attempts_per_hour": np.array([300.0]), "daily_retention": np.array([0.7]),

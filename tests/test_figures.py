@@ -1,4 +1,4 @@
-"""Figures of a run, on a small synthetic tree with the layout :func:`truecount.inference.fit` writes."""
+"""Figures of a run, on a small synthetic tree with the layout :func:`truecount.inference.fitter.fit` writes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from truecount import figures
+from truecount.outputs import figures
 
 STAMP = "UNCONVERGED: the diagnostics gate failed; do not quote these numbers"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,9 +9,9 @@ import xarray as xr
 
 from truecount import load_case, load_spec
 from truecount.cli import main
-from truecount.diagnostics import gate
-from truecount.inference import Fitter, StructureError
-from truecount.simulate import simulate
+from truecount.inference.diagnostics import gate
+from truecount.inference.fitter import Fitter, StructureError
+from truecount.model.simulate import simulate
 
 
 def test_fit_cli_refuses_bad_input_before_sampling(capsys, tmp_path, kss_path):
@@ -126,12 +126,12 @@ class _Fitter:
                                                       (0, ("draws", 400))])
 def test_a_fit_that_fails_the_gate_is_refitted_once_and_says_why(monkeypatch, divergences,
                                                                  changed):
-    import truecount.diagnostics
-    from truecount.inference import fit_gated
+    import truecount.inference.diagnostics
+    from truecount.inference.fitter import fit_gated
 
     verdicts = iter([SimpleNamespace(passed=False, divergences=divergences),
                      SimpleNamespace(passed=True, divergences=0)])
-    monkeypatch.setattr(truecount.diagnostics, "gate", lambda tree: next(verdicts))
+    monkeypatch.setattr(truecount.inference.diagnostics, "gate", lambda tree: next(verdicts))
     fitter, said = _Fitter(), []
     _, verdict, note = fit_gated(fitter, draws=200, tune=100, chains=2, seed=0,
                                  target_accept=0.95, say=said.append)
@@ -146,10 +146,10 @@ def test_a_fit_that_fails_the_gate_is_refitted_once_and_says_why(monkeypatch, di
 
 
 def test_no_retry_fits_once(monkeypatch):
-    import truecount.diagnostics
-    from truecount.inference import fit_gated
+    import truecount.inference.diagnostics
+    from truecount.inference.fitter import fit_gated
 
-    monkeypatch.setattr(truecount.diagnostics, "gate",
+    monkeypatch.setattr(truecount.inference.diagnostics, "gate",
                         lambda tree: SimpleNamespace(passed=False, divergences=1))
     fitter = _Fitter()
     _, verdict, note = fit_gated(fitter, draws=200, tune=100, chains=2, seed=0, retry=False)
@@ -193,7 +193,7 @@ def test_a_366_day_campaign_fits_behind_the_gate(capsys, tmp_path, kss_path):
 def test_the_compile_message_says_what_this_machine_measured(tmp_path, monkeypatch, kss_path,
                                                             baseline_path):
     from truecount.cli import _compile_estimate
-    from truecount.inference import _remember_compile_seconds, compile_times_file
+    from truecount.inference.fitter import _remember_compile_seconds, compile_times_file
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     fitter = Fitter.for_case(load_case(kss_path), load_spec(baseline_path))
@@ -214,7 +214,7 @@ def test_the_compile_message_says_what_this_machine_measured(tmp_path, monkeypat
 
 def test_quiet_says_nothing_while_fitting(capsys, tmp_path, kss_path, monkeypatch):
     import truecount.cli as cli
-    import truecount.inference as inference
+    import truecount.inference.fitter as inference
 
     monkeypatch.setattr(inference.Fitter, "expected_compile_seconds", lambda self, *a: None)
 

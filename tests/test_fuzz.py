@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from truecount import InputError, load_case, load_spec
-from truecount.bounds import case_capacity
+from truecount.model.bounds import case_capacity
 from truecount.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -527,7 +527,7 @@ def test_suspicious_but_legal_values_are_warnings_naming_the_field(folder, chang
 def test_simulated_case_may_have_falling_cumulative_claims(folder):
     import dataclasses
 
-    from truecount.des import case_to_toml
+    from truecount.workflows.des import case_to_toml
 
     real = load_case(ROOT / "data" / "kss_2021.toml")
     noisy = dataclasses.replace(real, simulated=True, claims=(

@@ -1,8 +1,8 @@
 import numpy as np
 from arviz_base import from_dict
 
-from truecount.diagnostics import gate
-from truecount.results import format_probability, hdi, round_sig, round_to_sd
+from truecount.inference.diagnostics import gate
+from truecount.inference.results import format_probability, hdi, round_sig, round_to_sd
 
 
 def make_tree(stuck: bool, divergences: int = 0, draws: int = 1000):

@@ -1,8 +1,8 @@
 """The JAX route: the Erlang-B operation on JAX, the log density it compiles, its caches.
 
-The default sampler (:mod:`truecount.jaxfit`) runs the model on PyTensor's JAX backend, so the
+The default sampler (:mod:`truecount.inference.jaxfit`) runs the model on PyTensor's JAX backend, so the
 backend's version of every piece must equal the reference: the recursion of
-:func:`truecount.capacity.log_blocking_scalar` and its exact slope, and the whole log density and
+:func:`truecount.model.capacity.log_blocking_scalar` and its exact slope, and the whole log density and
 gradient against PyTensor's own compiled graph, for every structure of the spec.
 """
 
@@ -19,12 +19,13 @@ import pytensor.tensor as pt
 import pytest
 from scipy.special import log_ndtr
 
-import truecount._jax as tj
+import truecount.inference._jax as tj
 from conftest import KSS
 from test_switches import CASE_IDS, CASES, _case, _spec
-from truecount import capacity, load_case, load_spec
-from truecount.jaxfit import JaxSampler, _chunks, _progress_line
-from truecount.model import build_model, log_normal_cdf
+from truecount.model import capacity
+from truecount import load_case, load_spec
+from truecount.inference.jaxfit import JaxSampler, _chunks, _progress_line
+from truecount.model.build import build_model, log_normal_cdf
 
 GRID_N = np.unique(np.concatenate([np.arange(0, 41), np.geomspace(41, 5000, 30).round()]))
 
@@ -72,7 +73,7 @@ def test_log_normal_cdf_is_exact_with_finite_gradients_far_in_both_tails():
     value, grad = pytensor.function([z], [out, pt.grad(out.sum(), z)])(values)
     np.testing.assert_allclose(value, log_ndtr(values), rtol=1e-12, atol=1e-300)
     assert np.all(np.isfinite(grad))
-    from truecount.jaxfit import _jaxify
+    from truecount.inference.jaxfit import _jaxify
 
     on_jax = _jaxify([z], [out])
     jax_grad = jax.grad(lambda x: on_jax(x)[0].sum())(jnp.asarray(values))

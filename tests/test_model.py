@@ -5,10 +5,11 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.graph.traversal import applys_between
 
-from truecount import capacity, load_case, load_spec
+from truecount.model import capacity
+from truecount import load_case, load_spec
 from truecount.errors import InputError
-from truecount.forward import channel_flows, draw_parameters
-from truecount.model import build_model, erlang_b_pt, model_inputs
+from truecount.model.forward import channel_flows, draw_parameters
+from truecount.model.build import build_model, erlang_b_pt, model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_structure_switches_change_the_graph(kss_path, baseline_path, tmp_path):
 
 
 def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
-    """truecount.forward recomputes the model's Deterministics in NumPy; they must agree."""
+    """truecount.model.forward recomputes the model's Deterministics in NumPy; they must agree."""
     from test_switches import assert_forward_equals_model
 
     assert_forward_equals_model(kss_model, draws=20, rtol=1e-8)
@@ -110,7 +111,7 @@ def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
 @pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
 def test_model_erlang_b_equals_the_numpy_recursion_on_a_grid_with_finite_gradients(mode):
     # N 1..5,000 and A from 0.01 N to 50 N, far tails included, on the log scale (the model's).
-    from truecount.model import log_erlang_b
+    from truecount.model.build import log_erlang_b
 
     servers, log_load = pt.lvector("servers"), pt.dvector("log_load")
     out = log_erlang_b(servers, log_load)

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from truecount import load_case, load_spec
-from truecount.diagnostics import Thresholds, gate
-from truecount.inference import fit
-from truecount.model import build_model
-from truecount.report import ReportOptions, render_html, render_markdown, write_report
-from truecount.results import UNCONVERGED, format_number
+from truecount.inference.diagnostics import Thresholds, gate
+from truecount.inference.fitter import fit
+from truecount.model.build import build_model
+from truecount.outputs.report import ReportOptions, render_html, render_markdown, write_report
+from truecount.inference.results import UNCONVERGED, format_number
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 

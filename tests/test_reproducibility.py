@@ -24,8 +24,8 @@ import xarray as xr
 from truecount import load_case, load_spec
 from truecount.cli import main
 from truecount.errors import InputError
-from truecount.inference import Fitter, SamplingError
-from truecount.runs import POSTERIOR, RUN, compare, load_run, write_run
+from truecount.inference.fitter import Fitter, SamplingError
+from truecount.outputs.runs import POSTERIOR, RUN, compare, load_run, write_run
 
 
 def run(capsys, *args):

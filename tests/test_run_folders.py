@@ -22,7 +22,7 @@ import xarray as xr
 from test_reproducibility import _fake_run, _leftovers
 from truecount.cli import main
 from truecount.errors import InputError
-from truecount.runs import POSTERIOR, RUN, SUMMARY, claimed, write_run
+from truecount.outputs.runs import POSTERIOR, RUN, SUMMARY, claimed, write_run
 
 
 def run(capsys, *args):
@@ -75,7 +75,7 @@ def test_force_never_deletes_a_folder_that_is_not_a_sensitivity_folder(capsys, t
 HOLD = """
 import sys, time
 from pathlib import Path
-from truecount.runs import claimed
+from truecount.outputs.runs import claimed
 with claimed(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)
@@ -364,7 +364,7 @@ def test_a_damaged_job_json_is_one_line(capsys, tmp_path, kss_path, content, wor
 
 
 def test_damaged_lines_of_results_jsonl_are_rerun_not_a_traceback(tmp_path):
-    from truecount.calibration import _read
+    from truecount.workflows.calibration import _read
 
     path = tmp_path / "results.jsonl"
     path.write_bytes(b'{"index": 0, "x": 1}\n\xff\xfe\n[1, 2]\n{"index": "one"}\n{"index": 1')

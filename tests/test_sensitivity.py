@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from truecount.errors import InputError
-from truecount.results import Interval
-from truecount.sensitivity import (
+from truecount.inference.results import Interval
+from truecount.workflows.sensitivity import (
     Alternative,
     Row,
     conclusions,
@@ -16,7 +16,7 @@ from truecount.sensitivity import (
     spec_text,
     write_outputs,
 )
-from truecount.spec import load_spec
+from truecount.inputs.spec import load_spec
 
 
 def row(name, upper, p_possible, passed=True):
@@ -166,8 +166,8 @@ def test_log_densities_equal_pymc_and_feed_psense(kss_path):
     import pymc as pm
 
     from truecount import load_case
-    from truecount.inference import Fitter
-    from truecount.sensitivity import power_scaling
+    from truecount.inference.fitter import Fitter
+    from truecount.workflows.sensitivity import power_scaling
 
     fitter = Fitter.for_case(load_case(kss_path), load_spec("baseline"))
     tree = fitter.fit(draws=200, tune=200, chains=2, seed=3)

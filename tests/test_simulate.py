@@ -1,7 +1,7 @@
 import numpy as np
 
 from truecount import load_case, load_spec
-from truecount.simulate import simulate
+from truecount.model.simulate import simulate
 
 
 def test_simulation_is_reproducible_and_well_formed(kss_path, baseline_path):

@@ -1,7 +1,7 @@
 import pytest
 
 from truecount import InputError, load_spec
-from truecount.spec import DISTRIBUTIONS, PARAMETERS, Elicited
+from truecount.inputs.spec import DISTRIBUTIONS, PARAMETERS, Elicited
 
 
 def test_baseline_has_a_reasoned_prior_for_every_parameter(baseline_path):

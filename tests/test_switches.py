@@ -1,6 +1,6 @@
 """Every documented switch of the spec, alone and in combination, builds, agrees and fits.
 
-The combinations are read from :data:`truecount.spec.STRUCTURE`, so a new switch is covered the day
+The combinations are read from :data:`truecount.inputs.spec.STRUCTURE`, so a new switch is covered the day
 it is added. Fast tests check the graph of each combination (every data container is read by the
 log density: nutpie refuses new data for a container its compiled graph does not use, which is how
 ``demand = "constant"`` crashed every fit) and that the NumPy forward layer equals the model's
@@ -21,10 +21,10 @@ from pytensor.graph.traversal import ancestors
 
 from conftest import KSS
 from truecount import load_case, load_spec
-from truecount.forward import deterministics
-from truecount.inference import Fitter
-from truecount.model import build_model, model_info
-from truecount.spec import STRUCTURE
+from truecount.model.forward import deterministics
+from truecount.inference.fitter import Fitter
+from truecount.model.build import build_model, model_info
+from truecount.inputs.spec import STRUCTURE
 
 COMBINATIONS = [dict(zip(STRUCTURE, values, strict=True))
                 for values in itertools.product(*(s.choices for s in STRUCTURE.values()))]

@@ -2,14 +2,14 @@
 
 The data flow is one way: ``case + spec -> model -> posterior -> gate -> results -> report``.
 This package so far holds the first steps: case files (:func:`load_case`), model specs
-(:func:`load_spec`) and the capacity arithmetic they rest on (:mod:`truecount.capacity`).
+(:func:`load_spec`) and the capacity arithmetic they rest on (:mod:`truecount.model.capacity`).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from truecount.case import Case, load_case
+from truecount.inputs.case import Case, load_case
 from truecount.errors import InputError, TruecountError
-from truecount.spec import Spec, load_spec
+from truecount.inputs.spec import Spec, load_spec
 
 try:
     __version__ = version("truecount")

@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from truecount import __version__
-from truecount.bounds import (
+from truecount.model.bounds import (
     DEFAULT_HANDLE_TIME,
     CapacityResult,
     case_capacity,
     options_capacity,
     override_channels,
 )
-from truecount.case import load_case
+from truecount.inputs.case import load_case
 from truecount.errors import InputError, TruecountError, show
 
 EXIT_FAILED = 1
@@ -299,9 +299,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from truecount.calibration import JOB_FILE, Job, read_job
-    from truecount.runs import claimed
-    from truecount.spec import load_spec
+    from truecount.workflows.calibration import JOB_FILE, Job, read_job
+    from truecount.outputs.runs import claimed
+    from truecount.inputs.spec import load_spec
 
     load_case(args.case, args.reading)  # bad input fails here, before any worker starts
     load_spec(args.spec)
@@ -321,7 +321,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate_into(args: argparse.Namespace, job: Any, out: Any) -> int:
-    from truecount.calibration import calibrate, write_outputs
+    from truecount.workflows.calibration import calibrate, write_outputs
 
     start = time.perf_counter()
     results = calibrate(job, args.sims, out, workers=args.workers, scheduler=args.scheduler,
@@ -343,8 +343,8 @@ def _calibrate_into(args: argparse.Namespace, job: Any, out: Any) -> int:
 def _run_sensitivity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from truecount.runs import claimed
-    from truecount.sensitivity import DEFAULT_ALTERNATIVES, RESULTS_FILE
+    from truecount.outputs.runs import claimed
+    from truecount.workflows.sensitivity import DEFAULT_ALTERNATIVES, RESULTS_FILE
 
     _check_draws(args.draws)
     case = load_case(args.case)
@@ -362,7 +362,7 @@ def _sensitivity_into(args: argparse.Namespace, case: Any, alternatives: tuple[s
     import tempfile
     from pathlib import Path
 
-    from truecount.sensitivity import conclusions, render, run_sensitivity, write_outputs
+    from truecount.workflows.sensitivity import conclusions, render, run_sensitivity, write_outputs
 
     say = lambda text: print(f"truecount: {text}", file=sys.stderr)  # noqa: E731
     start = time.perf_counter()
@@ -397,7 +397,7 @@ def _run_cache(args: argparse.Namespace) -> int:
 
     import pytensor
 
-    from truecount.inference import cache_folder, compile_times_file
+    from truecount.inference.fitter import cache_folder, compile_times_file
 
     base = Path(pytensor.config.base_compiledir)
     folders = [Path(pytensor.config.compiledir), base / "numba"]  # PyTensor's numba cache
@@ -426,7 +426,7 @@ def _report_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from truecount.report import ReportOptions
+    from truecount.outputs.report import ReportOptions
 
     return ReportOptions(kind=args.interval, mass=args.mass, thresholds=tuple(args.threshold))
 
@@ -434,14 +434,14 @@ def _options(args: argparse.Namespace) -> Any:
 def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from truecount.report import write_report
-    from truecount.runs import load_run
+    from truecount.outputs.report import write_report
+    from truecount.outputs.runs import load_run
 
     folder = Path(args.run_dir)
     tree, case, spec, _ = load_run(folder)
     sensitivity = None
     if args.sensitivity:
-        from truecount.sensitivity import load_outputs
+        from truecount.workflows.sensitivity import load_outputs
 
         sensitivity = load_outputs(Path(args.sensitivity))
         rows, meta = sensitivity
@@ -483,8 +483,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     # Everything a user wrote is checked before the expensive part, the output folder included.
     from pathlib import Path
 
-    from truecount.runs import RUN, claimed, expected_bytes
-    from truecount.spec import load_spec
+    from truecount.outputs.runs import RUN, claimed, expected_bytes
+    from truecount.inputs.spec import load_spec
 
     _check_draws(args.draws)
     case = load_case(args.case, args.reading)
@@ -501,7 +501,7 @@ def _note(text: str) -> None:
 
 
 def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
-    from truecount.runs import write_run
+    from truecount.outputs.runs import write_run
 
     for warning in case.warnings():
         print(f"truecount: warning: {warning}", file=sys.stderr)
@@ -522,8 +522,8 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
         print(f"truecount: nothing written. {advice}, or look at the draws with "
               "--allow-unconverged (stamped UNCONVERGED).", file=sys.stderr)
         return EXIT_UNCONVERGED
-    from truecount.report import write_report
-    from truecount.runs import run_info
+    from truecount.outputs.report import write_report
+    from truecount.outputs.runs import run_info
 
     info = run_info(case, spec, tree, ["truecount", *args.argv], _recorded_options(args))
     report = None if args.no_report else (
@@ -541,15 +541,15 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
               progress: bool = False, quiet: bool = False, sampler: str = "jax") -> Any:
     """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share.
 
-    With ``retry`` a fit that fails the gate is refitted once (:func:`truecount.inference.fit_gated`)
+    With ``retry`` a fit that fails the gate is refitted once (:func:`truecount.inference.fitter.fit_gated`)
     and the user is told; ``rerun`` reproduces the recorded settings directly, without a retry.
     ``quiet`` keeps what is said while fitting (not warnings or errors) off stderr.
     """
     import logging
 
-    from truecount.inference import DEFAULT_TARGET_ACCEPT, Fitter, fit_gated
-    from truecount.model import build_model
-    from truecount.results import summarize
+    from truecount.inference.fitter import DEFAULT_TARGET_ACCEPT, Fitter, fit_gated
+    from truecount.model.build import build_model
+    from truecount.inference.results import summarize
 
     def say(text: str) -> None:
         if not quiet:
@@ -592,7 +592,7 @@ def _run_rerun(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
     from pathlib import Path
 
-    from truecount.runs import RUN, claimed, expected_bytes, read_summary, rerun_inputs
+    from truecount.outputs.runs import RUN, claimed, expected_bytes, read_summary, rerun_inputs
 
     folder = Path(args.run_dir)
     case, spec, info, notes = rerun_inputs(folder)
@@ -610,8 +610,8 @@ def _run_rerun(args: argparse.Namespace) -> int:
 
 def _rerun_into(args: argparse.Namespace, folder: Any, case: Any, spec: Any, info: dict[str, Any],
                 notes: list[str], old_summary: dict[str, Any], out: Any) -> int:
-    from truecount.report import ReportOptions, write_report
-    from truecount.runs import compare, environment_differences, open_posterior, run_info, write_run
+    from truecount.outputs.report import ReportOptions, write_report
+    from truecount.outputs.runs import compare, environment_differences, open_posterior, run_info, write_run
 
     for note in notes:
         print(f"truecount: note: {note}", file=sys.stderr)
@@ -653,7 +653,7 @@ def render_summary(summary: Any, attrs: Any, out: Any, report: bool = True) -> s
 
     Each prior-data conflict (``summary.conflicts``) is one loud line right under the headline.
     """
-    from truecount.results import CONFLICT
+    from truecount.inference.results import CONFLICT
 
     lines = [
         f"{summary.case_id} under spec {summary.spec_id}: seed {summary.seed}, {summary.chains} "

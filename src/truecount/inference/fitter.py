@@ -1,11 +1,11 @@
 """Inference: compile a model structure once, fit it to any data of that structure.
 
-:class:`Fitter` compiles a model built by :func:`truecount.model.build_model` once and samples it
+:class:`Fitter` compiles a model built by :func:`truecount.model.build.build_model` once and samples it
 for the case it was built from or for any other case of the same structure (same channels and
 line counts, claims of the same kinds, same spec switches), passing the new data without
 recompiling. Its samplers (``sampler=``):
 
-- ``"jax"`` (default): :mod:`truecount.jaxfit`, blackjax's NUTS in XLA programs kept with their
+- ``"jax"`` (default): :mod:`truecount.inference.jaxfit`, blackjax's NUTS in XLA programs kept with their
   executables in the user's cache folder (:func:`cache_folder`), so a new process that has
   seen the structure before starts sampling after a few seconds;
 - ``"nutpie"``: nutpie on PyTensor's numba backend (its compiled C callbacks cannot be cached, so
@@ -14,7 +14,7 @@ recompiling. Its samplers (``sampler=``):
 
 ``benchmarks/routes.py`` measures them side by side (``docs/performance.md``).
 
-Everything else a fit returns is computed in NumPy by :mod:`truecount.forward`, so no further
+Everything else a fit returns is computed in NumPy by :mod:`truecount.model.forward`, so no further
 compilation happens per fit: the Deterministics, the prior draws, the prior and posterior
 predictive draws, and the derived quantities analysts quote (true counts, inflation factors,
 whether each claim was possible).
@@ -41,9 +41,9 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from truecount.case import Case
+from truecount.inputs.case import Case
 from truecount.errors import TruecountError
-from truecount.forward import (
+from truecount.model.forward import (
     CHANNEL_PARAMETERS,
     QUANTITIES,
     claims_from_funnel,
@@ -54,8 +54,8 @@ from truecount.forward import (
     model_structure,
     realize_counts,
 )
-from truecount.model import build_model, model_info
-from truecount.spec import Spec
+from truecount.model.build import build_model, model_info
+from truecount.inputs.spec import Spec
 
 #: Dimensions of every Deterministic (and of the inputs), after the sample dimensions.
 DIMS: dict[str, tuple[str, ...]] = {
@@ -91,7 +91,7 @@ class Fitter:
     Parameters
     ----------
     model
-        A model from :func:`truecount.model.build_model`; its data containers are swapped per fit.
+        A model from :func:`truecount.model.build.build_model`; its data containers are swapped per fit.
     sampler
         ``"jax"`` (default), ``"nutpie"`` or ``"pymc"`` (module docstring); a missing optional
         library falls back to the next one that is installed.
@@ -140,7 +140,7 @@ class Fitter:
             return
         start = time.perf_counter()
         if self.sampler == "jax":
-            from truecount.jaxfit import JaxSampler
+            from truecount.inference.jaxfit import JaxSampler
 
             self._compiled = JaxSampler(self.model, self.data_names,
                                         cache=cache_folder() / "jax-programs")
@@ -197,7 +197,7 @@ class Fitter:
         """The structure key, and for ``"jax"`` the settings its programs depend on."""
         if self.sampler != "jax":
             return self.structure_key()
-        from truecount.jaxfit import _chunks
+        from truecount.inference.jaxfit import _chunks
 
         return f"{self.structure_key()}:{tune}:{','.join(map(str, sorted(set(_chunks(draws)))))}"
 
@@ -488,7 +488,7 @@ def fit_gated(fitter: Fitter, case: Case | xr.Dataset | None = None, *, draws: i
     when it did not) and ``say(text)`` is told before it starts. The tree's attributes record the
     settings of the fit returned, so ``truecount rerun`` reproduces it without a retry.
     """
-    from truecount.diagnostics import gate
+    from truecount.inference.diagnostics import gate
 
     tree = fitter.fit(case, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
                       target_accept=target_accept, progress=progress)

@@ -1,7 +1,7 @@
 """The report an analyst can publish from: report.md, report.html, figures and tables.
 
-A view over results: every number comes from :func:`truecount.results.quantity_table` and
-:func:`truecount.results.summarize`, every figure from :mod:`truecount.figures`; this module only
+A view over results: every number comes from :func:`truecount.inference.results.quantity_table` and
+:func:`truecount.inference.results.summarize`, every figure from :mod:`truecount.outputs.figures`; this module only
 arranges them. The report is built as a list of blocks rendered twice, to Markdown (figures linked)
 and to one self-contained HTML file (figures embedded as data URIs).
 
@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from truecount import figures
-from truecount.case import Case
-from truecount.diagnostics import GateResult, gate
-from truecount.results import (
+from truecount.outputs import figures
+from truecount.inputs.case import Case
+from truecount.inference.diagnostics import GateResult, gate
+from truecount.inference.results import (
     CONFLICT,
     CONFLICT_MASS,
     INTERVAL_KINDS,
@@ -35,7 +35,7 @@ from truecount.results import (
     quantity_table,
     summarize,
 )
-from truecount.spec import PARAMETERS, STRUCTURE, Spec
+from truecount.inputs.spec import PARAMETERS, STRUCTURE, Spec
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -72,9 +72,9 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
                  sensitivity: tuple[list[Any], dict[str, Any]] | None = None) -> list[Path]:
     """Write report.md, report.html, summary.csv, table.tex and figures/*.png into ``folder``.
 
-    ``verdict`` defaults to :func:`truecount.diagnostics.gate` of ``tree`` with the standard limits.
+    ``verdict`` defaults to :func:`truecount.inference.diagnostics.gate` of ``tree`` with the standard limits.
     ``sensitivity`` is the rows and settings of a ``truecount sensitivity`` folder
-    (:func:`truecount.sensitivity.load_outputs`); the report's sensitivity section always has the
+    (:func:`truecount.workflows.sensitivity.load_outputs`); the report's sensitivity section always has the
     power-scaling check of this fit, and the refits under alternatives when they are given.
     """
     verdict = verdict or gate(tree)
@@ -93,7 +93,7 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
         "diagnostics": figures.diagnostics(tree, stamp=stamp),
     }
     if sensitivity is not None:
-        from truecount.sensitivity import forest_plot
+        from truecount.workflows.sensitivity import forest_plot
 
         pngs["sensitivity"] = forest_plot(sensitivity[0], stamp=stamp)
     images: dict[str, bytes] = {}
@@ -216,7 +216,7 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
                 "u[k] = 0 (honest, prob. pi)  or  u[k] ~ HalfNormal(sigma_u), integrated out\n"
                 "f[c] = sum_d attempts (1 - s (1 - B)) / sum_d attempts  share of attempts failing\n"
                 "failed[j] ~ Binomial(n[j], psi f / (psi f + 1 - f))     psi: reporting bias"),
-        ("p", "The full derivation is in the docstring of `truecount.model`. Priors, each with "
+        ("p", "The full derivation is in the docstring of `truecount.model.build`. Priors, each with "
               "the reason given in the spec file:"),
     ]
     rows = [[name, PARAMETERS[name].meaning, p.describe(), p.reason]
@@ -301,14 +301,14 @@ def _predictive(tree: xr.DataTree) -> list[Block]:
     b.append(("ul", items))
     b.append(("p", "A claim far in either tail of its replicates would say the model cannot "
                    "produce it; replicated claims are drawn by the same generative story "
-                   "(truecount.simulate) from each posterior draw."))
+                   "(truecount.model.simulate) from each posterior draw."))
     b.append(("img", "predictive", "Replicated claims and evidence against the observed ones"))
     return b
 
 
 def _sensitivity(tree: xr.DataTree, case: Case,
                  sensitivity: tuple[list[Any], dict[str, Any]] | None) -> list[Block]:
-    from truecount.sensitivity import (
+    from truecount.workflows.sensitivity import (
         PSENSE_THRESHOLD,
         conclusions,
         power_scaling,
@@ -375,7 +375,7 @@ def _barg(summary: Summary, refits: bool) -> list[Block]:
         ["1A Data variables", "Methods: Data and sources", "yes"],
         ["1B Likelihood and parameters", "Methods (words and formulas)", "yes"],
         ["1C Priors, justified", "Methods: priors table with reasons", "yes"],
-        ["1D Formal specification", "Methods formulas; truecount.model docstring", "yes"],
+        ["1D Formal specification", "Methods formulas; truecount.model.build docstring", "yes"],
         ["1E Prior predictive check", "Headline: prior-data conflict check (parameters against "
                                       "their prior draws, claims and reports against the prior "
                                       "predictive); prior draws in posterior.nc (prior, "

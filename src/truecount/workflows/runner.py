@@ -1,6 +1,6 @@
 """The parallel runner: many fits, in this process or on Dask workers, each model compiled once.
 
-Calibration (:mod:`truecount.calibration`) and sensitivity (:mod:`truecount.sensitivity`) both fit
+Calibration (:mod:`truecount.workflows.calibration`) and sensitivity (:mod:`truecount.workflows.sensitivity`) both fit
 many datasets. :func:`run_tasks` maps a picklable function over tasks, in this process
 (``workers == 1`` and no scheduler) or on Dask distributed: a local cluster of ``workers``
 single-threaded processes, or the existing cluster at ``scheduler``. Results are handed to
@@ -9,7 +9,7 @@ a task whose worker died.
 
 :func:`compiled` is the per-process cache of compiled models that makes this cheap: the first task
 a process is given for a case and spec compiles the model (10-30 s), every later task of the same
-structure reuses it through :meth:`truecount.inference.Fitter.fit` (1-2 s per fit). A reading of
+structure reuses it through :meth:`truecount.inference.fitter.Fitter.fit` (1-2 s per fit). A reading of
 the case that changes only data (hours, dates) reuses the compiled model of the case itself.
 """
 
@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from truecount.case import Case, load_case
-from truecount.spec import load_spec
+from truecount.inputs.case import Case, load_case
+from truecount.inputs.spec import load_spec
 
 #: Compiled models of this process: (case file, spec, readings) -> (Fitter, Case).
 _COMPILED: dict[tuple[str, str, tuple[str, ...]], tuple[Any, Case]] = {}
@@ -35,8 +35,8 @@ def compiled(case_path: str | os.PathLike[str], spec: str = "baseline",
     """
     from pathlib import Path
 
-    from truecount.inference import Fitter, StructureError
-    from truecount.spec import resolve_spec_path
+    from truecount.inference.fitter import Fitter, StructureError
+    from truecount.inputs.spec import resolve_spec_path
 
     # One key however the same files are named ("baseline", "models/baseline.toml", absolute).
     case_path = str(Path(case_path).resolve())

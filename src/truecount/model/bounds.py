@@ -2,8 +2,8 @@
 
 The back-of-the-envelope analysis, made explicit: for a stated handle time, how many line-hours each
 channel had, the most registrations they allow, and for each claim the handle time it implies and the
-days of operation it would need. Built on :mod:`truecount.capacity`; rendered by ``truecount
-capacity`` as a table or JSON. No probability here: the model (:mod:`truecount.model`) replaces the
+days of operation it would need. Built on :mod:`truecount.model.capacity`; rendered by ``truecount
+capacity`` as a table or JSON. No probability here: the model (:mod:`truecount.model.build`) replaces the
 fixed handle time and full use with priors and data.
 """
 
@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from truecount import capacity
-from truecount.case import Case, Channel
+from truecount.model import capacity
+from truecount.inputs.case import Case, Channel
 
 #: Handle time used when none is given: the value that reproduces the KSS analysts' 28 days.
 DEFAULT_HANDLE_TIME = 5.0

@@ -1,7 +1,7 @@
 """The model's story run forwards in NumPy, vectorised over draws.
 
 Given parameter values (a prior draw, a posterior draw, or arrays of many draws with leading sample
-dimensions) this module computes what :mod:`truecount.model` defines as Deterministics (blocking,
+dimensions) this module computes what :mod:`truecount.model.build` defines as Deterministics (blocking,
 attempts, expected enrolments, capacity, what each claim could count, the claims' honest/attempts
 responsibilities, the failed share) and draws what the model treats as random (true counts, claims,
 evidence reports). The mathematics is the model module's; tests check the two agree element by
@@ -20,8 +20,8 @@ import numpy as np
 import xarray as xr
 from scipy.special import log_ndtr, logsumexp
 
-from truecount import capacity
-from truecount.spec import Spec
+from truecount.model import capacity
+from truecount.inputs.spec import Spec
 
 #: Order of the funnel quantities a claim can report (index into the one-hot ``claim_quantity``).
 QUANTITIES = ("registrations", "answered", "attempts")
@@ -79,7 +79,7 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> dict[str, np.ndarray]:
 def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
     """What fixes the model's graph: unclear claims, evidence, the spec's switches.
 
-    Not the line counts: the model reads them as data (:func:`truecount.model.log_erlang_b`).
+    Not the line counts: the model reads them as data (:func:`truecount.model.build.log_erlang_b`).
     """
     mixture = spec.structure["unclear_claims"] == "mixture"
     return {
@@ -130,7 +130,7 @@ def channel_flows(inputs: dict[str, np.ndarray], params: dict[str, Any],
 
 def deterministics(inputs: dict[str, np.ndarray], structure: dict[str, Any],
                    params: dict[str, Any], sigma_u: float) -> dict[str, np.ndarray]:
-    """Every Deterministic of :func:`truecount.model.build_model`, from parameter values."""
+    """Every Deterministic of :func:`truecount.model.build.build_model`, from parameter values."""
     flows = channel_flows(inputs, params, structure["demand"])
     hours = inputs["open_hours"]
     exposure = inputs["claim_exposure"]

@@ -33,19 +33,20 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from truecount._fields import Fields
-from truecount.case import Case, load_case
-from truecount.diagnostics import GateResult
+from truecount.inputs._fields import Fields
+from truecount.inputs.case import Case, load_case
+from truecount.inference.diagnostics import GateResult
 from truecount.errors import InputError, show
-from truecount.results import Summary
-from truecount.spec import Spec, load_spec
+from truecount.inference.results import Summary
+from truecount.inputs.spec import Spec, load_spec
 
 POSTERIOR = "posterior.nc"
 SUMMARY = "summary.json"
 DIAGNOSTICS = "diagnostics.csv"
 RUN = "run.json"
 INPUTS = "inputs"
-LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements.lock"
+#: The pinned versions of a checkout (an installed wheel has none; run.json then records null).
+LOCK_FILE = Path(__file__).resolve().parents[3] / "requirements.lock"
 
 
 def check_writable(out: Path, force: bool, marker: str = RUN) -> None:

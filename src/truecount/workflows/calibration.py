@@ -1,16 +1,16 @@
 """Calibration: simulation-based calibration (SBC) and coverage on simulated campaigns.
 
 SBC (Talts et al. 2018; Modrak et al. 2023): draw parameters from the prior, simulate a campaign
-(:func:`truecount.simulate.simulate`), fit it, and record the rank of each true value among
+(:func:`truecount.model.simulate.simulate`), fit it, and record the rank of each true value among
 ``thin`` evenly spaced posterior draws. If the model and its inference are calibrated, ranks are
 uniform on ``0..thin``; :func:`uniformity` tests that per quantity with a chi-square test and
 simultaneous ECDF bands. The coverage study fits campaigns from the independent discrete-event
-simulator (:mod:`truecount.des`) and counts how often the 50/80/90/95% equal-tailed intervals of
+simulator (:mod:`truecount.workflows.des`) and counts how often the 50/80/90/95% equal-tailed intervals of
 true enrolments contain the truth.
 
 Simulations run on Dask distributed (:func:`calibrate`): a local cluster of ``workers`` processes,
-or an existing cluster by address (:func:`truecount.runner.run_tasks`). Each worker compiles the
-model once (:func:`truecount.runner.compiled`, a per-process cache) and reuses it for every
+or an existing cluster by address (:func:`truecount.workflows.runner.run_tasks`). Each worker compiles the
+model once (:func:`truecount.workflows.runner.compiled`, a per-process cache) and reuses it for every
 simulation it is given; results are appended to ``results.jsonl`` as they arrive, so an interrupted
 run resumes where it stopped and a worker that dies loses only its simulations in flight, which
 Dask retries. Each simulated campaign is also written as a case file,
@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from truecount.errors import InputError
-from truecount.runner import compiled, run_tasks
+from truecount.workflows.runner import compiled, run_tasks
 
 #: Quantities whose SBC ranks are recorded (per channel where the parameter is).
 MONITORED = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention",
@@ -66,17 +66,17 @@ class Job:
 def run_one(task: tuple[Job, int]) -> dict[str, Any]:
     """Simulate campaign ``index`` of ``job``, fit it, and return ranks, intervals and checks."""
     job, index = task
-    from truecount.diagnostics import gate
+    from truecount.inference.diagnostics import gate
 
     start = time.perf_counter()
     fitter, case = compiled(job.case, job.spec, job.readings)
     rng = np.random.default_rng([job.seed, index])
     if job.simulator == "des":
-        from truecount.des import des_campaign
+        from truecount.workflows.des import des_campaign
 
         sim = des_campaign(case, fitter.spec, rng)
     else:
-        from truecount.simulate import simulate
+        from truecount.model.simulate import simulate
 
         sim = simulate(case, fitter.spec, rng)
     tree = fitter.fit(sim.case, draws=job.draws, tune=job.tune, chains=job.chains,
@@ -107,7 +107,7 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
         intervals[f"{mass:g}"] = {"lower": float(lo), "upper": float(hi),
                                   "covered": bool(lo <= y <= hi)}
     verdict = gate(tree)
-    from truecount.des import case_to_toml
+    from truecount.workflows.des import case_to_toml
 
     return {"index": index, "case_toml": case_to_toml(sim.case), "ranks": ranks, "truth": truth,
             "intervals": intervals,
@@ -259,7 +259,7 @@ def write_outputs(out: Path, job: Job, results: list[dict[str, Any]]) -> dict[st
     """Write ``sbc.csv``, ``coverage.csv``, ``summary.json`` and the rank figures into ``out``."""
     import pandas as pd
 
-    from truecount.figures import figure_png
+    from truecount.outputs.figures import figure_png
 
     checks = uniformity(results, job.thin)
     table = pd.DataFrame([{**asdict(u), "uniform": u.uniform} for u in checks])

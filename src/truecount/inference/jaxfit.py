@@ -1,6 +1,6 @@
 """NUTS on JAX: the model's programs compiled once per structure, the data passed as arguments.
 
-:class:`JaxSampler` turns a model of :func:`truecount.model.build_model` into three XLA programs,
+:class:`JaxSampler` turns a model of :func:`truecount.model.build.build_model` into three XLA programs,
 each a function of the case's data (arguments, not constants, so every case of the same
 structure reuses them): the log density (for the starting points), the warm-up (blackjax's
 window adaptation: Stan's schedule, step size by dual averaging to the target acceptance, a
@@ -12,7 +12,7 @@ compiled code depends on, so that a stale entry is never used:
 - the programs themselves, serialized by ``jax.export`` (``jax-programs/``), keyed by a digest of
   the model's graph (every operation and constant: the priors' parameters are constants), the
   settings (tuning steps, draws per call), the versions of truecount, JAX, jaxlib, blackjax,
-  PyTensor and PyMC, and the source of this module and :mod:`truecount._jax`. A process that
+  PyTensor and PyMC, and the source of this module and :mod:`truecount.inference._jax`. A process that
   finds them neither turns the graph into JAX nor traces the sampler;
 - XLA's executables (``jax-programs/*.xla``), keyed by the program's key, the XLA flags and the
   processor, written whole (a temporary file renamed) with a SHA-256 of their contents checked
@@ -49,7 +49,7 @@ from pytensor.graph import FunctionGraph
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import graph_inputs
 
-import truecount._jax
+import truecount.inference._jax
 
 #: Jittered starting points tried per chain before giving up (as PyMC does).
 JITTER_TRIES = 10
@@ -61,7 +61,7 @@ class JaxSampler:
     Parameters
     ----------
     model
-        A model of :func:`truecount.model.build_model`.
+        A model of :func:`truecount.model.build.build_model`.
     data_names
         The data containers passed as arguments (default: all the model's).
     cache
@@ -517,7 +517,7 @@ def _code_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     source = hashlib.sha256()
-    for module in (truecount._jax, sys.modules[__name__]):
+    for module in (truecount.inference._jax, sys.modules[__name__]):
         source.update(Path(str(module.__file__)).read_bytes())
     return {name: version(name) for name in ("truecount", "jax", "jaxlib", "blackjax",
                                              "pytensor", "pymc")} | {

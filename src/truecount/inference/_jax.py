@@ -1,17 +1,17 @@
 r"""The model's one custom operation for PyTensor's JAX backend, and JAX's settings.
 
-Importing this module imports JAX and registers :class:`truecount.model.LogErlangB` with PyTensor's
+Importing this module imports JAX and registers :class:`truecount.model.build.LogErlangB` with PyTensor's
 JAX dispatcher, so that any JAX route (PyMC's numpyro or blackjax samplers, nutpie's JAX backend,
-:mod:`truecount.jaxfit`) can compile the model. It is imported only by those routes: the
+:mod:`truecount.inference.jaxfit`) can compile the model. It is imported only by those routes: the
 numba route never pays for JAX.
 
-The recursion is the one of :func:`truecount.capacity.log_blocking_scalar` (same scaled
+The recursion is the one of :func:`truecount.model.capacity.log_blocking_scalar` (same scaled
 :math:`x_k = 1 + (k/A)\,x_{k-1}`, rescaled by :math:`2^{-500}`, exact), one line per step of an
 XLA while loop run for every element at once (an element whose lines are done stops changing);
 the loads below :math:`4 \cdot 10^{-18}` that the NumPy reference sends to its log-scale form
 take the exact limit :math:`\log B = c \log A - \log c! - A` instead (the sum
 :math:`\sum_{k \le c} A^k/k!` is :math:`1 + A` to double precision there; 0 for no
-lines). The gradient is the exact slope :func:`truecount.capacity.log_blocking_slope`, as in
+lines). The gradient is the exact slope :func:`truecount.model.capacity.log_blocking_slope`, as in
 the numba backend. Tested equal to the reference in ``tests/test_jax.py``.
 """
 
@@ -24,14 +24,14 @@ import jax.numpy as jnp
 from jax import lax
 from pytensor.link.jax.dispatch import jax_funcify
 
-from truecount.capacity import (
+from truecount.model.capacity import (
     _LOG_RESCALE,
     _PLAIN_FROM_LOG_LOAD,
     _RESCALE_ABOVE,
     _RESCALE_BY,
     log_blocking_slope,
 )
-from truecount.model import LogErlangB
+from truecount.model.build import LogErlangB
 
 #: Lines of the recursion per iteration of the XLA loop.
 _LINES_PER_STEP = 4
@@ -93,7 +93,7 @@ def _jax_log_erlang_b(op: Any, node: Any = None, **kwargs: Any) -> Any:
 def enable_cache(folder: str) -> None:
     """Keep JAX's compiled executables in ``folder`` (PyMC's JAX samplers in the benchmark).
 
-    :mod:`truecount.jaxfit` keeps its own executables, written whole.
+    :mod:`truecount.inference.jaxfit` keeps its own executables, written whole.
 
     JAX keys them by the program, the JAX and XLA versions, the flags and the machine, so a stale
     entry is never a hit. A size limit (4 GB, least recently used first out) also makes JAX read

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import xarray as xr
 
-from truecount._fields import Fields, dotted, format_clock, read_toml
+from truecount.inputs._fields import Fields, dotted, format_clock, read_toml
 from truecount.errors import InputError, show, show_choices
 
 SCHEMA_VERSION = 1

@@ -10,12 +10,12 @@ Two complementary checks.
   (``structure:honest_claims=false``) or several of these joined with ``+``. Every fit is gated and
   summarised into a :class:`Row`; :func:`conclusions` says whether a conclusion ("claim X was not
   physically possible", "the truth is below the smallest claim") holds under every converged
-  alternative. The fits run on :func:`truecount.runner.run_tasks` (in this process or on Dask
+  alternative. The fits run on :func:`truecount.workflows.runner.run_tasks` (in this process or on Dask
   workers), each worker compiling a model once per spec and reusing it for readings.
 * **Power-scaling sensitivity** (:func:`power_scaling`, Kallioinen et al. 2024, via
   ``arviz_stats.psense``) of one fit: how much the posterior of each headline quantity moves when
   the prior or the likelihood is raised to a power near 1, by importance weighting, without refits.
-  It reads the ``log_prior`` and ``log_likelihood`` groups that :class:`truecount.inference.Fitter`
+  It reads the ``log_prior`` and ``log_likelihood`` groups that :class:`truecount.inference.fitter.Fitter`
   stores with every fit.
 
 :func:`write_outputs` writes a folder (``sensitivity.json``, ``sensitivity.csv``,
@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from truecount.case import load_case
+from truecount.inputs.case import load_case
 from truecount.errors import InputError
-from truecount.results import Interval, format_number, quantity_table, summarize
-from truecount.spec import DISTRIBUTIONS, PARAMETERS, STRUCTURE, load_spec, resolve_spec_path
+from truecount.inference.results import Interval, format_number, quantity_table, summarize
+from truecount.inputs.spec import DISTRIBUTIONS, PARAMETERS, STRUCTURE, load_spec, resolve_spec_path
 
 #: The alternatives shipped for every case that has the matching readings.
 DEFAULT_ALTERNATIVES = (
@@ -196,8 +196,8 @@ def fit_alternative(task: Task) -> Row:
     With ``task.retry``, a fit that fails the diagnostics gate is refitted once, with smaller
     steps (divergences) or twice the draws (low ESS); the row says so. The refit is gated too.
     """
-    from truecount.inference import fit_gated
-    from truecount.runner import compiled
+    from truecount.inference.fitter import fit_gated
+    from truecount.workflows.runner import compiled
 
     fitter, case = compiled(task.case, task.spec, task.readings)
     tree, verdict, note = fit_gated(fitter, case, draws=task.draws, tune=task.tune,
@@ -257,7 +257,7 @@ def run_sensitivity(case_path: str | Path, base_spec: str = "baseline",
     ``cpu_count // workers`` cores. ``retry``: see :func:`fit_alternative`; ``strict``: see
     :func:`plan`.
     """
-    from truecount.runner import run_tasks
+    from truecount.workflows.runner import run_tasks
 
     say = progress or (lambda text: None)
     scratch = None
@@ -429,13 +429,13 @@ def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Pa
     """Write a sensitivity folder (JSON, CSV, text, forest plot, generated specs) into ``out``.
 
     ``out`` must not exist or be empty, or, with ``force``, be a sensitivity folder (the CLI
-    claims it before fitting, :func:`truecount.runs.claimed`); files are written to a temporary
+    claims it before fitting, :func:`truecount.outputs.runs.claimed`); files are written to a temporary
     folder beside it and renamed into place, so an interruption leaves no half of one.
     """
     import pandas as pd
 
-    from truecount.figures import figure_png
-    from truecount.runs import claimed
+    from truecount.outputs.figures import figure_png
+    from truecount.outputs.runs import claimed
 
     with claimed(out, force, RESULTS_FILE) as claim, claim.written_whole() as tmp:
         text = render(rows) + "\n\n" + "\n".join(conclusions(rows))

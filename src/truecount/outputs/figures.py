@@ -1,6 +1,6 @@
 """Figures of a fitted run: what the posterior says, how it got there, and whether to trust it.
 
-Every function takes the :class:`xarray.DataTree` written by :func:`truecount.inference.fit` (as
+Every function takes the :class:`xarray.DataTree` written by :func:`truecount.inference.fitter.fit` (as
 saved in a run's ``posterior.nc``) and returns a :class:`matplotlib.figure.Figure` built with the
 object-oriented API only: no pyplot state and no global backend, so figures can be made headless and
 from several threads at once. :func:`figure_png` renders one to PNG bytes.
@@ -38,7 +38,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 from scipy.stats import binom, rankdata
 
-from truecount.results import format_number, round_to_sd
+from truecount.inference.results import format_number, round_to_sd
 
 #: The model parameters shown by :func:`prior_posterior` and :func:`diagnostics` by default.
 PARAMETERS = (

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from truecount.diagnostics import REPORTED, GateResult
-from truecount.spec import PARAMETERS
+from truecount.inference.diagnostics import REPORTED, GateResult
+from truecount.inputs.spec import PARAMETERS
 
 UNCONVERGED = "UNCONVERGED: the diagnostics gate failed; do not quote these numbers"
 #: How the CLI and the report mark each line of :attr:`Summary.conflicts`.

@@ -1,7 +1,7 @@
 r"""The probabilistic model: from a case and a spec to a :class:`pymc.Model`.
 
 All of truecount's mathematics is in this file (the capacity formulas it rests on are in
-:mod:`truecount.capacity`, the meaning of every prior in the spec files).
+:mod:`truecount.model.capacity`, the meaning of every prior in the spec files).
 
 Channel (per channel :math:`c` and calendar day :math:`d`)
     Offered call attempts per hour decay from the first open day (``structure.demand``):
@@ -62,7 +62,7 @@ Evidence of unreachable lines (per evidence item :math:`j` about channel :math:`
 
 Why the count is not a latent variable
     NUTS cannot sample discrete :math:`N_{cd}`. The claims are conditioned on the expected count
-    :math:`\mu`; the Poisson draw is added afterwards (:func:`truecount.inference.add_derived`). Its
+    :math:`\mu`; the Poisson draw is added afterwards (:func:`truecount.inference.fitter.add_derived`). Its
     relative spread, :math:`1/\sqrt{N}`, is under 3% above 1,000 enrolments, well inside the claims'
     imprecision, so conditioning on :math:`\mu` changes little and keeps the geometry smooth.
 """
@@ -81,21 +81,21 @@ from pytensor.gradient import DisconnectedType
 from pytensor.link.numba.dispatch.scalar import register_scalar_funcify
 from pytensor.tensor.elemwise import Elemwise
 
-from truecount.capacity import log_blocking_scalar, log_blocking_slope
-from truecount.case import Case
+from truecount.model.capacity import log_blocking_scalar, log_blocking_slope
+from truecount.inputs.case import Case
 from truecount.errors import InputError
-from truecount.forward import QUANTITIES, model_inputs, model_structure
-from truecount.spec import Prior, Spec
+from truecount.model.forward import QUANTITIES, model_inputs, model_structure
+from truecount.inputs.spec import Prior, Spec
 
 
 class LogErlangB(ps.ScalarOp):  # type: ignore[misc]
     r"""``log B(servers, A)`` from ``(servers, log A)``: the recursion as one scalar operation.
 
-    It runs :func:`truecount.capacity.log_blocking_scalar` (the one definition of the recursion)
+    It runs :func:`truecount.model.capacity.log_blocking_scalar` (the one definition of the recursion)
     as compiled code, so the graph, and the time to compile it, are the same for 6 lines or
     5,000, and the line count is data that a compiled model can change. Its gradient is the exact
     :math:`\partial \log B / \partial \log A = c - A(1 - B)`
-    (:func:`truecount.capacity.log_blocking_slope`), not a derivative through ``c`` steps; the line
+    (:func:`truecount.model.capacity.log_blocking_slope`), not a derivative through ``c`` steps; the line
     count is not differentiable (disconnected).
     """
 
@@ -131,7 +131,7 @@ class LogErlangB(ps.ScalarOp):  # type: ignore[misc]
 @register_scalar_funcify(LogErlangB)  # type: ignore[untyped-decorator]
 def _numba_log_erlang_b(op: Any, node: Any, **kwargs: Any) -> tuple[Any, str]:
     # The compiled function itself; the key names its version for PyTensor's numba cache.
-    return log_blocking_scalar, "truecount.capacity.log_blocking_scalar-3"
+    return log_blocking_scalar, "truecount.model.capacity.log_blocking_scalar-3"
 
 
 _LOG_ERLANG_B = Elemwise(LogErlangB(name="log_erlang_b"))
@@ -171,7 +171,7 @@ def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
     Parameters
     ----------
     case
-        A loaded case, or its dataset (:meth:`truecount.case.Case.to_dataset`).
+        A loaded case, or its dataset (:meth:`truecount.inputs.case.Case.to_dataset`).
     spec
         A loaded model spec.
 
@@ -317,7 +317,7 @@ def model_info(model: pm.Model) -> ModelInfo:
     """The :class:`ModelInfo` of a model made by :func:`build_model`."""
     info = getattr(model, "truecount", None)
     if not isinstance(info, ModelInfo):
-        raise TypeError("not a model made by truecount.model.build_model")
+        raise TypeError("not a model made by truecount.model.build.build_model")
     return info
 
 

@@ -1,9 +1,9 @@
 r"""An independent discrete-event simulation of a phone-line channel, for testing the model.
 
-The model (:mod:`truecount.model`) describes a channel with closed-form queueing arithmetic:
+The model (:mod:`truecount.model.build`) describes a channel with closed-form queueing arithmetic:
 Poisson call attempts at rate :math:`\lambda`, Erlang-B blocking :math:`B(S, A)` for :math:`S`
 lines, and a line attended a share :math:`s` of the time as an independent thinning, so that
-answered calls are :math:`\lambda H s (1 - B)`. :mod:`truecount.simulate` runs that same story
+answered calls are :math:`\lambda H s (1 - B)`. :mod:`truecount.model.simulate` runs that same story
 forwards, so a fit to its output can only show that the model recovers its own assumptions.
 
 This module builds the channel from events instead, with :mod:`simpy`, and never calls the Erlang-B
@@ -44,7 +44,7 @@ Queueing assumptions of the simulated call centre (:class:`CallCentre`)
       campaign is ignored). Calls in progress at closing are completed; no call starts after it.
 
 Claims and evidence (:func:`des_campaign`)
-    The published claims are drawn with :func:`truecount.forward.claims_from_funnel` (the model's
+    The published claims are drawn with :func:`truecount.model.forward.claims_from_funnel` (the model's
     story of inflation, honesty, imprecision and rounding) from the call centre's realised counts at
     each claim: enrolments, answered calls and attempts including retries. A day counts towards a
     claim only if it is wholly before it (partial-day exposures are rounded down; the claims of the
@@ -70,9 +70,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from truecount._fields import format_clock
-from truecount.case import Case, Sourced
-from truecount.forward import (
+from truecount.inputs._fields import format_clock
+from truecount.inputs.case import Case, Sourced
+from truecount.model.forward import (
     CHANNEL_PARAMETERS,
     QUANTITIES,
     claims_from_funnel,
@@ -81,8 +81,8 @@ from truecount.forward import (
     model_structure,
     significant_rounding,
 )
-from truecount.simulate import Simulated
-from truecount.spec import Spec
+from truecount.model.simulate import Simulated
+from truecount.inputs.spec import Spec
 
 __all__ = [
     "CallCentre",
@@ -304,7 +304,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     rng
         Source of all randomness; the same seed gives the same campaign.
     params
-        Values of the sampled parameters (as :func:`truecount.forward.draw_parameters` gives them):
+        Values of the sampled parameters (as :func:`truecount.model.forward.draw_parameters` gives them):
         per-channel ``handle_time`` (mean, minutes), ``attended_share``, ``peak_attempts_per_hour``
         (read as *new callers* per hour), ``daily_retention``, ``enrol_share``; shared
         ``claim_noise``, ``honest_probability``, ``counts_attempts_probability``,
@@ -316,7 +316,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
 
     Returns
     -------
-    truecount.simulate.Simulated
+    truecount.model.simulate.Simulated
         The case with claims and evidence replaced (and ``sha256`` a hash of the simulated values),
         and the truth: the parameters, ``true_enrolments`` ``(channel, day)`` on the case's day axis,
         ``true_enrolments_total``, ``true_at_claim``, ``failed_share`` (failed attempts / attempts per
@@ -650,7 +650,7 @@ def case_to_toml(case: Case) -> str:
     The channels are written as they are in ``case``. If readings were applied to it
     (``case.applied_readings``), the readings are left out, since applying them again would be
     wrong; otherwise they are written. The announcement's optional ``by`` is not kept by
-    :class:`~truecount.case.Case` and so is not written. A claim given as a date is written as that
+    :class:`~truecount.inputs.case.Case` and so is not written. A claim given as a date is written as that
     date (read back as the end of the day); one given as a date-time as an offset date-time.
     """
     out = _lines([("schema_version", 1), ("id", case.id), ("title", case.title),

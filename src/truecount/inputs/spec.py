@@ -27,18 +27,21 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
 
-from truecount._fields import Fields, read_toml
-from truecount.case import EVIDENCE_STRENGTHS
+from truecount.inputs._fields import Fields, read_toml
+from truecount.inputs.case import EVIDENCE_STRENGTHS
 from truecount.errors import InputError, show
 
 SCHEMA_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+#: The shipped specs: package data (``models/`` in a checkout links to it), so an installed
+#: truecount finds them too.
+MODELS_DIR = Path(str(files("truecount").joinpath("specs")))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ imprecise, rounded) and reports of failed attempts (biased towards failure). It 
 its claims and evidence replaced by simulated ones, and the truth, so that a fit can be checked
 against it: parameter recovery, prior predictive checks, calibration.
 
-The channel arithmetic is :mod:`truecount.capacity`'s, the same definitions the model uses.
+The channel arithmetic is :mod:`truecount.model.capacity`'s, the same definitions the model uses.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from truecount.case import Case
-from truecount.forward import (
+from truecount.inputs.case import Case
+from truecount.model.forward import (
     CHANNEL_PARAMETERS,
     QUANTITIES,
     claims_from_funnel,
@@ -32,7 +32,7 @@ from truecount.forward import (
     reported_failure,
     significant_rounding,
 )
-from truecount.spec import Spec
+from truecount.inputs.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     rng
         Source of randomness; the same seed gives the same campaign.
     params
-        Values of the sampled parameters (see :data:`truecount.spec.PARAMETERS`); per-channel
+        Values of the sampled parameters (see :data:`truecount.inputs.spec.PARAMETERS`); per-channel
         parameters are arrays over the case's channels.
     """
     ds = case.to_dataset()

@@ -1,7 +1,7 @@
 r"""Capacity arithmetic of an enrolment channel, in plain NumPy.
 
 This is the ground floor of truecount: the queueing and capacity formulas that the probabilistic
-model (:mod:`truecount.model`) is built on, here as ordinary array functions that can be checked
+model (:mod:`truecount.model.build`) is built on, here as ordinary array functions that can be checked
 against closed forms and hand-worked numbers.
 
 A channel is ``c`` lines (servers). Callers arrive at ``lam`` attempts per hour; a call occupies a
@@ -84,7 +84,7 @@ def erlang_b(servers: int, load: ArrayLike) -> FloatArray:
     Notes
     -----
     Uses :func:`log_blocking`, the recursion :math:`B_k = A B_{k-1} / (k + A B_{k-1})` on the log
-    scale, which the model runs too (:func:`truecount.model.log_erlang_b`).
+    scale, which the model runs too (:func:`truecount.model.build.log_erlang_b`).
 
     Examples
     --------
@@ -141,7 +141,7 @@ def log_blocking_scalar(servers: int, log_load: float) -> float:  # pragma: no c
     :math:`\log B_0 = 0` (:func:`_log_blocking_softplus`), bounded at every step.
 
     Compiled by Numba; :func:`log_blocking` applies it to arrays and the model runs this very
-    function in its compiled log density (:func:`truecount.model.log_erlang_b`).
+    function in its compiled log density (:func:`truecount.model.build.log_erlang_b`).
     """
     if not (log_load > _PLAIN_FROM_LOG_LOAD) or servers > _PLAIN_UP_TO_SERVERS:
         return float(_log_blocking_softplus(servers, log_load))

@@ -1,0 +1,2 @@
+"""Many fits: the runner (here or on Dask), calibration, sensitivity and the discrete-event simulator.
+"""
