@@ -8,8 +8,10 @@ from pytensor.graph.traversal import applys_between
 from truecount.model import capacity
 from truecount import load_case, load_spec
 from truecount.errors import InputError
-from truecount.model.forward import channel_flows, draw_parameters
-from truecount.model.build import build_model, erlang_b_pt, model_inputs
+from truecount.model.build import build_model, erlang_b_pt
+from truecount.model.data import arrays, model_inputs
+from truecount.model.equations import NUMPY, channel_flows
+from truecount.model.simulate import draw_parameters
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +71,12 @@ def test_expected_enrolments_never_exceed_capacity_in_prior_draws(kss_path, base
     # The model's own inequality: lam (1 - B) <= servers * 60 / tau, whatever the demand.
     case, spec = load_case(kss_path, ["round_the_clock"]), load_spec(baseline_path)
     ds = case.to_dataset()
-    inputs = model_inputs(ds, spec)
+    inputs = arrays(model_inputs(ds, spec))
     rng = np.random.default_rng(7)
     for _ in range(500):
         params = draw_parameters(spec, 1, rng)
         params["peak_attempts_per_hour"] = params["peak_attempts_per_hour"] * 100  # overload
-        flows = channel_flows(inputs, params, "decaying")
+        flows = channel_flows(NUMPY, inputs, params, "decaying")
         ceiling = (6 * inputs["open_hours"] * params["attended_share"][:, None]
                    * params["enrol_share"][:, None] * 60 / params["handle_time"][:, None])
         assert np.all(flows["expected"] <= ceiling * (1 + 1e-9))
@@ -101,8 +103,8 @@ def test_structure_switches_change_the_graph(kss_path, baseline_path, tmp_path):
     assert "counts_attempts_probability" not in names
 
 
-def test_numpy_forward_layer_equals_the_models_deterministics(kss_model):
-    """truecount.model.forward recomputes the model's Deterministics in NumPy; they must agree."""
+def test_numpy_equations_equal_the_models_deterministics(kss_model):
+    """The equations over NumPy give the model's Deterministics (the same code over PyTensor)."""
     from test_switches import assert_forward_equals_model
 
     assert_forward_equals_model(kss_model, draws=20, rtol=1e-8)

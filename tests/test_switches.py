@@ -3,7 +3,7 @@
 The combinations are read from :data:`truecount.inputs.spec.STRUCTURE`, so a new switch is covered the day
 it is added. Fast tests check the graph of each combination (every data container is read by the
 log density: nutpie refuses new data for a container its compiled graph does not use, which is how
-``demand = "constant"`` crashed every fit) and that the NumPy forward layer equals the model's
+``demand = "constant"`` crashed every fit) and that the equations over NumPy equal the model's
 Deterministics; slow tests check that equality for every combination and fit each with nutpie
 through :class:`Fitter`, the way ``truecount fit`` and ``sensitivity --vary structure:...`` do.
 """
@@ -21,7 +21,7 @@ from pytensor.graph.traversal import ancestors
 
 from conftest import KSS
 from truecount import load_case, load_spec
-from truecount.model.forward import deterministics
+from truecount.model.equations import DETERMINISTICS, numpy_deterministics
 from truecount.inference.fitter import Fitter
 from truecount.model.build import build_model, model_info
 from truecount.inputs.spec import STRUCTURE
@@ -29,9 +29,6 @@ from truecount.inputs.spec import STRUCTURE
 COMBINATIONS = [dict(zip(STRUCTURE, values, strict=True))
                 for values in itertools.product(*(s.choices for s in STRUCTURE.values()))]
 IDS = ["-".join(f"{k}={v}" for k, v in c.items()) for c in COMBINATIONS]
-DETERMINISTICS = ["blocking", "attempts", "expected_enrolments", "capacity", "capacity_at_claim",
-                  "days_needed", "funnel_at_claim", "claim_loglik", "p_honest",
-                  "p_counts_attempts", "failed_share"]
 
 
 def _spec(tmp_path: Path, switches: dict) -> Path:
@@ -68,7 +65,7 @@ def test_every_data_container_is_read_by_the_log_density(tmp_path, switches, evi
 
 
 def assert_forward_equals_model(model: pm.Model, draws: int = 10, rtol: float = 1e-7) -> None:
-    """The NumPy forward layer's Deterministics equal the model's at ``draws`` prior draws.
+    """The equations over NumPy give the model's Deterministics at ``draws`` prior draws.
 
     ``rtol`` 1e-7: PyMC's normal_lcdf and SciPy's log_ndtr differ in the 9th digit in the tails.
     """
@@ -91,7 +88,7 @@ def assert_forward_equals_model(model: pm.Model, draws: int = 10, rtol: float = 
         for name, prior in info.spec.priors.items():  # Fixed priors and unused parameters
             params.setdefault(name, np.full(1, prior.scipy().mean()))
         from_model = dict(zip(DETERMINISTICS, fn(point), strict=True))
-        from_numpy = deterministics(inputs, info.structure, params, sigma_u)
+        from_numpy = numpy_deterministics(inputs, info.structure, params, sigma_u)
         for name in DETERMINISTICS:
             np.testing.assert_allclose(from_numpy[name], from_model[name], rtol=rtol, atol=1e-10,
                                        err_msg=name)
@@ -99,7 +96,7 @@ def assert_forward_equals_model(model: pm.Model, draws: int = 10, rtol: float = 
 
 @pytest.mark.slow  # about 8 s of compiling per combination; tests/test_model.py checks KSS fast
 @pytest.mark.parametrize(("switches", "evidence"), CASES, ids=CASE_IDS)
-def test_numpy_forward_layer_equals_the_models_deterministics(tmp_path, switches, evidence):
+def test_numpy_equations_equal_the_models_deterministics(tmp_path, switches, evidence):
     assert_forward_equals_model(build_model(load_case(_case(tmp_path, evidence)),
                                             load_spec(_spec(tmp_path, switches))))
 

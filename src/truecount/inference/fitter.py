@@ -14,7 +14,8 @@ recompiling. Its samplers (``sampler=``):
 
 ``benchmarks/routes.py`` measures them side by side (``docs/performance.md``).
 
-Everything else a fit returns is computed in NumPy by :mod:`truecount.model.forward`, so no further
+Everything else a fit returns is computed in NumPy by the model's own equations
+(:mod:`truecount.model.equations` over :data:`~truecount.model.equations.NUMPY`), so no further
 compilation happens per fit: the Deterministics, the prior draws, the prior and posterior
 predictive draws, and the derived quantities analysts quote (true counts, inflation factors,
 whether each claim was possible).
@@ -41,35 +42,15 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from truecount.inputs.case import Case
 from truecount.errors import TruecountError
-from truecount.model.forward import (
-    CHANNEL_PARAMETERS,
-    QUANTITIES,
-    claims_from_funnel,
-    deterministics,
-    draw_parameters,
-    evidence_failure,
-    model_inputs,
-    model_structure,
-    realize_counts,
-)
-from truecount.model.build import build_model, model_info
+from truecount.inputs.case import Case
 from truecount.inputs.spec import Spec
+from truecount.model import equations
+from truecount.model.build import build_model, model_info
+from truecount.model.data import model_inputs, model_structure
+from truecount.model.simulate import claims_from_funnel, draw_parameters, realize_counts
+from truecount.quantities import FUNNEL, PARAMETERS, QUANTITY
 
-#: Dimensions of every Deterministic (and of the inputs), after the sample dimensions.
-DIMS: dict[str, tuple[str, ...]] = {
-    "blocking": ("channel", "day"), "attempts": ("channel", "day"),
-    "expected_enrolments": ("channel", "day"), "unanswered_attempts": ("channel", "day"),
-    "capacity": ("channel",), "capacity_at_claim": ("claim",), "days_needed": ("claim",),
-    "funnel_at_claim": ("claim", "quantity"), "claim_loglik": ("claim",), "p_honest": ("claim",),
-    "p_counts_attempts": ("claim",), "failed_share": ("channel",),
-    "servers": ("channel",), "open_hours": ("channel", "day"), "open_day_index": ("channel", "day"),
-    "claim_exposure": ("claim", "channel", "day"), "claim_value": ("claim",),
-    "claim_rounding": ("claim",), "claim_quantity": ("claim", "quantity"),
-    "evidence_failed": ("evidence",), "evidence_reports": ("evidence",),
-    "evidence_channel": ("evidence", "channel"),
-}
 SAMPLE_DIMS = ("chain", "draw")
 #: The samplers a :class:`Fitter` can use; the first is the default.
 SAMPLERS = ("jax", "nutpie", "pymc")
@@ -113,8 +94,8 @@ class Fitter:
         self.info = model_info(model)
         self.sampler = sampler
         self.free = [v.name for v in model.free_RVs]
-        self.data_names = [name for name in DIMS if name in model.named_vars
-                           and hasattr(model[name], "get_value")]
+        self.data_names = [v.name for v in model.data_vars]
+        self.dims = {name: tuple(dims) for name, dims in model.named_vars_to_dims.items()}
         self.coords = {k: np.asarray(v) for k, v in model.coords.items()}
         self._compiled: Any = None
         self.compile_seconds = 0.0
@@ -211,7 +192,7 @@ class Fitter:
             raise StructureError(
                 f"case {ds.attrs.get('case_id', '')!r} has another model structure "
                 f"({structure}) than the compiled one ({self.info.structure}); build a new Fitter")
-        inputs = model_inputs(ds, self.spec)
+        inputs = {name: array.values for name, array in model_inputs(ds, self.spec).items()}
         for name in self.data_names:
             expected = self.model[name].get_value().shape
             if inputs[name].shape != expected:
@@ -337,7 +318,7 @@ class Fitter:
 
     def _params(self, ds: xr.Dataset | dict[str, np.ndarray], shape: tuple[int, ...]
                 ) -> dict[str, np.ndarray]:
-        """Parameter arrays for the forward layer; Fixed priors are filled from the spec."""
+        """Parameter arrays for the NumPy equations; Fixed priors are filled from the spec."""
         params = {}
         for name, prior in self.spec.priors.items():
             if name in ds:
@@ -345,7 +326,7 @@ class Fitter:
                 params[name] = np.asarray(getattr(value, "values", value), dtype=float)
             elif prior.dist == "Fixed":
                 n = len(self.coords["channel"])
-                full = (*shape, n) if name in CHANNEL_PARAMETERS else shape
+                full = (*shape, n) if PARAMETERS[name].per_channel else shape
                 params[name] = np.full(full, prior.params["value"])
         return params
 
@@ -374,7 +355,7 @@ class Fitter:
             | ({"evidence_reports_failed": (("evidence",), inputs["evidence_failed"])}
                if "evidence_failed" in inputs else {}),
             coords={k: coords[k] for k in ("claim", "evidence")})
-        constant = xr.Dataset({name: (DIMS[name], value) for name, value in inputs.items()},
+        constant = xr.Dataset({name: (self.dims[name], value) for name, value in inputs.items()},
                               coords=coords)
         tree = xr.DataTree()
         tree["posterior"] = xr.DataTree(groups["posterior"])
@@ -401,16 +382,14 @@ class Fitter:
         coords = draws_ds.coords
         prior = {}
         for name in self.free:
-            value = params[name]
-            prior[name] = ((*sd, "channel") if value.ndim == 3 else sd,
-                           self.spec.priors[name].scipy().logpdf(value))
+            prior[name] = ((*sd, *PARAMETERS[name].dims),
+                           self.spec.priors[name].scipy().logpdf(params[name]))
         like: dict[str, Any] = {"claim_value": ((*sd, "claim"), draws_ds["claim_loglik"].values)}
         if self.info.structure["has_evidence"]:
             from scipy import stats
 
-            p_evidence = np.clip(evidence_failure(draws_ds["failed_share"].values, params,
-                                                  inputs["evidence_channel"]),
-                                 1e-12, 1.0 - 1e-12)  # as the model clips it
+            p_evidence = equations.evidence_probability(
+                equations.NUMPY, draws_ds["failed_share"].values, params, inputs)
             like["evidence_reports_failed"] = ((*sd, "evidence"), stats.binom.logpmf(
                 inputs["evidence_failed"], inputs["evidence_reports"], p_evidence))
         keep = {k: v for k, v in coords.items() if k in (*sd, "channel", "claim", "evidence")}
@@ -418,7 +397,7 @@ class Fitter:
 
     def _coords(self) -> dict[str, np.ndarray]:
         coords = dict(self.coords)
-        coords["quantity"] = np.asarray(QUANTITIES)
+        coords["quantity"] = np.asarray(FUNNEL)
         return coords
 
     def _derived(self, params: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
@@ -426,7 +405,7 @@ class Fitter:
         """Deterministics, true counts, inflation, possibility and predictive draws for a group."""
         structure = self.info.structure
         sigma_u = float(self.spec.priors["log_inflation"].params["sigma"])
-        det = deterministics(inputs, structure, params, sigma_u)
+        det = equations.numpy_deterministics(inputs, structure, params, sigma_u)
         counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"],
                                           rng)
         y = inputs["claim_value"]
@@ -437,27 +416,25 @@ class Fitter:
             inputs["claim_rounding"], params, sigma_u, structure["honest_claims"], rng)
         sd = SAMPLE_DIMS
         data: dict[str, Any] = {}
-        for name, value in params.items():
-            per_channel = value.ndim == 3
-            data[name] = ((*sd, "channel") if per_channel else sd, value)
-        data.update({name: ((*sd, *DIMS[name]), value) for name, value in det.items()})
-        data.update(
-            true_enrolments=((*sd, "channel", "day"), counts),
-            true_enrolments_total=(sd, counts.sum(axis=(-1, -2))),
-            true_at_claim=((*sd, "claim"), at_claim),
-            inflation_factor=((*sd, "claim"), y / np.maximum(at_claim, 1)),
-            claim_possible=((*sd, "claim"), y <= det["capacity_at_claim"]),
-        )
+        values = dict(params) | det | {
+            "true_enrolments": counts,
+            "true_enrolments_total": counts.sum(axis=(-1, -2)),
+            "true_at_claim": at_claim,
+            "inflation_factor": y / np.maximum(at_claim, 1),
+            "claim_possible": y <= det["capacity_at_claim"],
+        }
+        data = {name: ((*sd, *QUANTITY[name].dims), value) for name, value in values.items()}
         coords = self._coords()
         shape = counts.shape[:2]
         sample_coords = {"chain": np.arange(shape[0]), "draw": np.arange(shape[1])}
         draws_ds = xr.Dataset(data, coords=coords | sample_coords)
         predictive: dict[str, Any] = {"claim_value": ((*sd, "claim"), claims)}
         if structure["has_evidence"]:
-            p_evidence = evidence_failure(det["failed_share"], params, inputs["evidence_channel"])
+            p_evidence = equations.evidence_probability(equations.NUMPY, det["failed_share"],
+                                                        params, inputs)
             predictive["evidence_reports_failed"] = (
                 (*sd, "evidence"), rng.binomial(inputs["evidence_reports"].astype(np.int64),
-                                                np.clip(p_evidence, 0.0, 1.0)))
+                                                p_evidence))
         return draws_ds, xr.Dataset(predictive, coords=coords | sample_coords)
 
 

@@ -6,7 +6,10 @@ imprecise, rounded) and reports of failed attempts (biased towards failure). It 
 its claims and evidence replaced by simulated ones, and the truth, so that a fit can be checked
 against it: parameter recovery, prior predictive checks, calibration.
 
-The channel arithmetic is :mod:`truecount.model.capacity`'s, the same definitions the model uses.
+The expected flows, the funnel at each claim and the failed share are the model's own equations
+(:mod:`truecount.model.equations`) in NumPy; this module adds only what the model treats as random:
+parameter draws (:func:`draw_parameters`), Poisson counts (:func:`realize_counts`), published claims
+(:func:`claims_from_funnel`) and reports.
 """
 
 from __future__ import annotations
@@ -20,19 +23,10 @@ import numpy as np
 import xarray as xr
 
 from truecount.inputs.case import Case
-from truecount.model.forward import (
-    CHANNEL_PARAMETERS,
-    QUANTITIES,
-    claims_from_funnel,
-    deterministics,
-    draw_parameters,
-    model_inputs,
-    model_structure,
-    realize_counts,
-    reported_failure,
-    significant_rounding,
-)
 from truecount.inputs.spec import Spec
+from truecount.model import equations
+from truecount.model.data import arrays, model_inputs, model_structure
+from truecount.quantities import CHANNEL_PARAMETERS, FUNNEL, PARAMETERS
 
 
 @dataclass(frozen=True)
@@ -61,12 +55,12 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
         parameters are arrays over the case's channels.
     """
     ds = case.to_dataset()
-    inputs = model_inputs(ds, spec)
+    inputs = arrays(model_inputs(ds, spec))
     structure = model_structure(ds, spec)
     if params is None:
         params = draw_parameters(spec, ds.sizes["channel"], rng)
     sigma_u = spec.priors["log_inflation"].params["sigma"]
-    det = deterministics(inputs, structure, params, sigma_u)
+    det = equations.numpy_deterministics(inputs, structure, params, sigma_u)
     counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"], rng)
     # As the model assumes, a claim reports the expected funnel quantity at its date (the model
     # conditions on it; the Poisson count is drawn around it), rounded to two figures.
@@ -74,12 +68,14 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
         det["funnel_at_claim"], inputs["claim_quantity"], np.asarray(structure["unclear"]),
         None, params, sigma_u, structure["honest_claims"], rng)
     units = significant_rounding(values)
-    p_report = reported_failure(det["failed_share"], params)
     evidence = []
+    if structure["has_evidence"]:
+        p_report = equations.evidence_probability(
+            equations.NUMPY, det["failed_share"],
+            {k: np.asarray(v, float) for k, v in params.items()}, inputs)
     for j, item in enumerate(case.evidence):
         n = int(inputs["evidence_reports"][j])
-        channel = int(np.argmax(inputs["evidence_channel"][j]))
-        failed = int(rng.binomial(n, p_report[channel]))
+        failed = int(rng.binomial(n, p_report[j]))
         evidence.append(dataclasses.replace(item, failed=failed, succeeded=n - failed,
                                             strength=None))
     claims = tuple(dataclasses.replace(c, value=int(v), rounding=int(u))
@@ -92,7 +88,7 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     truth.update(
         true_enrolments=counts, true_enrolments_total=int(counts.sum()), true_at_claim=at_claim,
         expected_enrolments=det["expected_enrolments"], blocking=det["blocking"],
-        failed_share=det["failed_share"], honest=honest, counted=[QUANTITIES[i] for i in counted],
+        failed_share=det["failed_share"], honest=honest, counted=[FUNNEL[i] for i in counted],
     )
     return Simulated(simulated, truth)
 
@@ -112,3 +108,72 @@ def truth_dataset(sim: Simulated) -> xr.Dataset:
         if name in t:
             data[name] = (("channel",), np.asarray(t[name]))
     return xr.Dataset(data, coords={k: ds[k].values for k in ("channel", "day", "claim")})
+
+
+def draw_parameters(spec: Spec, n_channels: int, rng: np.random.Generator,
+                    size: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """Draws of every sampled parameter from the spec's priors, with leading shape ``size``.
+
+    Per-channel parameters get a trailing ``channel`` axis; the inflation scale, integrated out of
+    the model, is not drawn.
+    """
+    params: dict[str, np.ndarray] = {}
+    for name, prior in spec.priors.items():
+        if not PARAMETERS[name].sampled:  # integrated out of the model
+            continue
+        shape = (*size, n_channels) if name in CHANNEL_PARAMETERS else size
+        params[name] = np.asarray(prior.scipy().rvs(size=shape, random_state=rng), dtype=float)
+    return params
+
+
+def realize_counts(expected: np.ndarray, exposure: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """True enrolments ``(..., channel, day)`` ~ Poisson(expected), and those before each claim.
+
+    ``exposure`` is ``(claim, channel, day)``; a day partly before a claim contributes a binomial
+    thinning of its count by the share of its open hours before the claim.
+    """
+    counts = rng.poisson(expected)
+    thinned = rng.binomial(counts[..., None, :, :], np.broadcast_to(
+        exposure, counts.shape[:-2] + exposure.shape))
+    return counts, thinned.sum(axis=(-1, -2))
+
+
+def significant_rounding(raw: np.ndarray, digits: int = 2) -> np.ndarray:
+    """The rounding unit that leaves ``digits`` significant figures (23,456 -> 1,000 for 2)."""
+    raw = np.maximum(np.asarray(raw, dtype=float), 1.0)
+    return np.asarray(10.0 ** np.maximum(np.floor(np.log10(raw)) - (digits - 1), 0.0))
+
+
+def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.ndarray,
+                       rounding: np.ndarray | None, params: dict[str, Any], sigma_u: float,
+                       honest_claims: bool, rng: np.random.Generator,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Published values of claims, given the funnel quantities ``(..., claim, quantity)`` at their dates.
+
+    Draws what each claim counts (the stated quantity, or call attempts with probability
+    ``counts_attempts_probability`` where unclear), whether it is honest (probability
+    ``honest_probability``), its inflation (half-normal on the log scale, scale ``sigma_u``) and
+    imprecision, and rounds it to the claim's precision (at least one unit of it). With
+    ``rounding=None`` each value keeps two significant figures instead, as published figures do
+    (23,000; 4,900; 370): the simulators use that, since a fixed unit of 1,000 would turn a
+    campaign of 300 enrolments into a claim of 1,000 that the model's rounding term (Sheppard's
+    variance, for units small against the value) does not describe. Call
+    :func:`significant_rounding` on the values for the units.
+    """
+    shape = funnel.shape[:-1]
+    primary = np.broadcast_to(np.argmax(quantity, axis=-1), shape)
+    kappa = np.asarray(params.get("counts_attempts_probability", 0.0), float)[..., None]
+    use_attempts = np.broadcast_to(unclear, shape) & (rng.random(shape) < kappa)
+    counted = np.where(use_attempts, FUNNEL.index("attempts"), primary)
+    base = np.take_along_axis(funnel, counted[..., None], axis=-1)[..., 0]
+    if honest_claims:
+        honest = rng.random(shape) < np.asarray(params["honest_probability"], float)[..., None]
+    else:
+        honest = np.zeros(shape, dtype=bool)
+    inflation = np.where(honest, 0.0, np.abs(rng.normal(0.0, sigma_u, shape)))
+    noise = rng.normal(0.0, 1.0, shape) * np.asarray(params["claim_noise"], float)[..., None]
+    raw = np.maximum(base, 0.5) * np.exp(inflation + noise)
+    unit = significant_rounding(raw) if rounding is None else rounding
+    values = np.maximum(np.round(raw / unit) * unit, unit)
+    return values, honest, counted

@@ -44,7 +44,7 @@ Queueing assumptions of the simulated call centre (:class:`CallCentre`)
       campaign is ignored). Calls in progress at closing are completed; no call starts after it.
 
 Claims and evidence (:func:`des_campaign`)
-    The published claims are drawn with :func:`truecount.model.forward.claims_from_funnel` (the model's
+    The published claims are drawn with :func:`truecount.model.simulate.claims_from_funnel` (the model's
     story of inflation, honesty, imprecision and rounding) from the call centre's realised counts at
     each claim: enrolments, answered calls and attempts including retries. A day counts towards a
     claim only if it is wholly before it (partial-day exposures are rounded down; the claims of the
@@ -72,17 +72,15 @@ import simpy
 
 from truecount.inputs._fields import format_clock
 from truecount.inputs.case import Case, Sourced
-from truecount.model.forward import (
-    CHANNEL_PARAMETERS,
-    QUANTITIES,
+from truecount.inputs.spec import Spec
+from truecount.model.data import model_inputs, model_structure
+from truecount.model.simulate import (
+    Simulated,
     claims_from_funnel,
     draw_parameters,
-    model_inputs,
-    model_structure,
     significant_rounding,
 )
-from truecount.model.simulate import Simulated
-from truecount.inputs.spec import Spec
+from truecount.quantities import CHANNEL_PARAMETERS, FUNNEL
 
 __all__ = [
     "CallCentre",
@@ -304,7 +302,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     rng
         Source of all randomness; the same seed gives the same campaign.
     params
-        Values of the sampled parameters (as :func:`truecount.model.forward.draw_parameters` gives them):
+        Values of the sampled parameters (as :func:`truecount.model.simulate.draw_parameters` gives them):
         per-channel ``handle_time`` (mean, minutes), ``attended_share``, ``peak_attempts_per_hour``
         (read as *new callers* per hour), ``daily_retention``, ``enrol_share``; shared
         ``claim_noise``, ``honest_probability``, ``counts_attempts_probability``,
@@ -374,7 +372,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
                        for q in (enrolments, answered, attempts)], axis=-1)
     sigma_u = float(spec.priors["log_inflation"].params["sigma"])
     values, honest, counted = claims_from_funnel(
-        funnel, model_inputs(ds, spec)["claim_quantity"], np.asarray(structure["unclear"], bool),
+        funnel, model_inputs(ds, spec)["claim_quantity"].values, np.asarray(structure["unclear"], bool),
         None, params, sigma_u, structure["honest_claims"], rng)
     units = significant_rounding(values)  # published figures keep two significant digits
 
@@ -413,7 +411,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
                               / np.maximum(n_callers, 1)),
         blocking=np.divide(busy, attempts, out=np.zeros(busy.shape), where=attempts > 0),
         attempts=attempts, answered=answered, new_callers=callers,
-        honest=honest, counted=[QUANTITIES[i] for i in counted],
+        honest=honest, counted=[FUNNEL[i] for i in counted],
         retry_prob=retry_prob, separate_numbers=separate_numbers, n_reports=n_reports,
     )
     return Simulated(simulated, truth)

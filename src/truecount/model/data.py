@@ -1,0 +1,95 @@
+"""A case as the model reads it: its inputs (one dataset) and the structure that fixes the graph.
+
+:func:`model_inputs` turns a case dataset (:meth:`truecount.inputs.case.Case.to_dataset`) into the
+numeric arrays the model reads, each with its dimensions: the PyMC model makes one data container
+of each (:func:`truecount.model.build.build_model`), so a compiled model can be refitted to another
+case of the same structure by passing new values; NumPy evaluates the same equations on them.
+:func:`model_structure` is what a refit cannot change: which claims are unclear, whether there is
+evidence, the spec's switches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from truecount.inputs.spec import Spec
+from truecount.quantities import FUNNEL
+
+#: Where each "counts" / "presented_as" value of a claim sits on the funnel.
+_FUNNEL_OF = {"registrations": 0, "turned_up": 0, "answered": 1, "attempts": 2}
+
+
+def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
+    """What fixes the model's graph: unclear claims, evidence, the spec's switches.
+
+    Not the line counts: the model reads them as data (:func:`truecount.model.build.log_erlang_b`).
+    """
+    mixture = spec.structure["unclear_claims"] == "mixture"
+    return {
+        "unclear": tuple(bool(mixture and c == "unclear") for c in ds.claim_counts.values),
+        "demand": spec.structure["demand"],
+        "honest_claims": bool(spec.structure["honest_claims"]),
+        "has_evidence": ds.sizes["evidence"] > 0,
+    }
+
+
+def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
+    """The arrays the model of ``ds`` under ``spec`` reads, with their dimensions.
+
+    Only what the structure uses: ``open_day_index`` (each day's index among its channel's open
+    days) with decaying demand, the ``evidence_*`` arrays with evidence. Evidence given as a
+    strength ("many") takes its counts from the spec's ``[evidence_strength]`` mapping.
+    """
+    structure = model_structure(ds, spec)
+    open_hours = ds.open_hours.values.astype(float)
+    quantity = np.zeros((ds.sizes["claim"], len(FUNNEL)))
+    for k, (counts, presented) in enumerate(zip(ds.claim_counts.values, ds.claim_presented_as.values,
+                                                strict=True)):
+        quantity[k, _FUNNEL_OF[presented if counts == "unclear" else counts]] = 1.0
+    cd = ("channel", "day")
+    data: dict[str, Any] = {
+        "servers": ("channel", ds.servers.values.astype(np.int64)),
+        "open_hours": (cd, open_hours),
+    }
+    if structure["demand"] == "decaying":
+        is_open = open_hours > 0
+        data["open_day_index"] = (cd, np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0)
+                                  .astype(float))
+    data.update(
+        claim_exposure=(("claim", *cd), ds.claim_exposure.values.astype(float)),
+        claim_value=("claim", ds.claim_value.values.astype(float)),
+        claim_rounding=("claim", ds.claim_rounding.values.astype(float)),
+        claim_quantity=(("claim", "quantity"), quantity),
+    )
+    if structure["has_evidence"]:
+        failed, reports = [], []
+        for j in range(ds.sizes["evidence"]):
+            strength = str(ds.evidence_strength.values[j])
+            if strength:
+                mapping = spec.evidence_strength[strength]
+                failed.append(mapping.failed)
+                reports.append(mapping.reports)
+            else:
+                failed.append(int(ds.evidence_failed.values[j]))
+                reports.append(int(ds.evidence_failed.values[j] + ds.evidence_succeeded.values[j]))
+        channels = list(ds.channel.values)
+        channel_of = np.zeros((ds.sizes["evidence"], ds.sizes["channel"]))
+        for j, ch in enumerate(ds.evidence_channel.values):
+            channel_of[j, channels.index(ch)] = 1.0
+        data.update(
+            evidence_failed=("evidence", np.asarray(failed, dtype=np.int64)),
+            evidence_reports=("evidence", np.asarray(reports, dtype=np.int64)),
+            evidence_channel=(("evidence", "channel"), channel_of),
+        )
+    coords = {name: ds[name].values for name in ("channel", "claim", "evidence")}
+    coords["day"] = np.array([str(d)[:10] for d in ds.day.values])
+    coords["quantity"] = np.array(FUNNEL)
+    return xr.Dataset(data, coords=coords, attrs=dict(ds.attrs))
+
+
+def arrays(inputs: xr.Dataset) -> dict[str, np.ndarray]:
+    """The inputs as plain arrays by name (what the NumPy equations read)."""
+    return {name: inputs[name].values for name in inputs.data_vars}

@@ -1,0 +1,279 @@
+r"""Every equation of the model, written once, over a backend: NumPy or PyTensor.
+
+:func:`deterministics` computes, from parameter values and the model's inputs
+(:func:`truecount.model.data.model_inputs`), every quantity the model defines: the channel's flows,
+its capacity, what each claim could count, the claims' log likelihood and responsibilities, the
+failed share; :func:`evidence_probability` gives each evidence item's probability of a failure
+report. Written against a :class:`Backend`, the same code builds the PyMC model's graph
+(:data:`truecount.model.build.PYTENSOR`: the parameters are random variables, the inputs data
+containers) and computes the draws of a fit, the simulator's campaigns and the predictive draws
+(:data:`NUMPY`: the parameters are arrays with leading sample dimensions). Nothing else in
+truecount restates these formulas; tests check the two backends agree element by element for every
+combination of the spec's switches.
+
+Shapes: per-channel parameters are ``(..., channel)``, shared ones ``(...)``; the inputs carry no
+sample dimensions; results add the case's ``channel``, ``day``, ``claim`` (and ``quantity``) axes
+after the leading ``...`` (none for PyTensor).
+
+Channel (per channel :math:`c` and calendar day :math:`d`)
+    Offered call attempts per hour decay from the first open day (``structure.demand``):
+    :math:`\lambda_{cd} = \lambda_c\, \rho_c^{\,i_{cd}}`, with :math:`i_{cd}` the open-day index and
+    :math:`\rho_c` the daily retention (1 for constant demand); the rate and the load are computed
+    on the log scale, so a long campaign's fading demand never underflows to a zero whose
+    logarithm would poison the gradient. With mean handle time
+    :math:`\tau_c` (minutes) the offered load is :math:`A_{cd} = \lambda_{cd}\tau_c/60` and the
+    Erlang-B blocking probability :math:`B_{cd} = B(S_c, A_{cd})` for :math:`S_c` lines (a caller
+    who finds every line busy gets no answer). A line is attended a share :math:`s_c` of its open
+    hours :math:`H_{cd}`, so
+
+    .. math::
+
+        \text{attempts}_{cd} = \lambda_{cd} H_{cd}, \quad
+        \text{answered}_{cd} = \lambda_{cd} H_{cd}\, s_c (1 - B_{cd}), \quad
+        \mu_{cd} = q_c\, \text{answered}_{cd},
+
+    with :math:`q_c` the share of answered calls that become enrolments and :math:`\mu_{cd}` the
+    expected enrolments. True enrolments are counts, :math:`N_{cd} \sim \text{Poisson}(\mu_{cd})`.
+    Since :math:`\lambda (1 - B) \le S \cdot 60/\tau`, expected enrolments never exceed the channel's
+    capacity :math:`S\, H\, s\, q \cdot 60/\tau`.
+
+Claims (per claim :math:`k` with published value :math:`y_k`)
+    A claim reports a quantity :math:`Q_k` on the funnel at its date, summed over the days before
+    it with weights :math:`e_{kcd}` (the share of the day's open hours before the claim):
+    registrations :math:`\sum e\,\mu`, answered calls :math:`\sum e\,\text{answered}` or call
+    attempts :math:`\sum e\,\text{attempts}`. On the log scale
+    :math:`r_k = \log y_k - \log Q_k = u_k + \varepsilon_k`, with inflation :math:`u_k \ge 0` and
+    imprecision :math:`\varepsilon_k \sim N(0, \sigma_k^2)`,
+    :math:`\sigma_k^2 = \sigma^2 + (R_k / y_k)^2 / 12` (the spec's ``claim_noise`` plus the
+    variance of rounding to :math:`R_k`, Sheppard's correction on the log scale).
+
+    *Honest* claims have :math:`u_k = 0`; *inflated* ones :math:`u_k \sim \text{HalfNormal}(\sigma_u)`.
+    The inflation is integrated out analytically: the sum of a half-normal and a normal is
+    skew-normal,
+
+    .. math::
+
+        p(r \mid \text{inflated}) = \frac{2}{\omega}\,\phi\!\left(\frac{r}{\omega}\right)
+        \Phi\!\left(\frac{\sigma_u}{\sigma_k}\frac{r}{\omega}\right),
+        \qquad \omega^2 = \sigma_u^2 + \sigma_k^2,
+
+    which removes the ridge "true count x inflation" that a latent :math:`u_k` creates (a naive
+    parametrization gave 80+ divergences on the KSS case). The claim's likelihood mixes honest
+    (prior probability :math:`\pi`) and inflated. A claim whose ``counts`` is "unclear" further mixes
+    :math:`Q_k` = the quantity it was presented as against call attempts (prior probability of
+    attempts :math:`\kappa`). The posterior probabilities of "honest" and "counts attempts" are the
+    mixture responsibilities, averaged over draws.
+
+Evidence of unreachable lines (per evidence item :math:`j` about channel :math:`c`)
+    The share of attempts that fail is
+    :math:`f_c = \sum_d \text{attempts}_{cd}(1 - s_c(1 - B_{cd})) / \sum_d \text{attempts}_{cd}`.
+    Callers who failed are more likely to post (odds ratio :math:`\psi`), so a report describes a
+    failure with probability :math:`p_c = \psi f_c / (\psi f_c + 1 - f_c)`, and
+    :math:`\text{failed}_j \sim \text{Binomial}(n_j, p_c)`; counts enter as they are, a stated
+    strength ("many") through the spec's ``[evidence_strength]`` mapping.
+
+Why the count is not a latent variable
+    NUTS cannot sample discrete :math:`N_{cd}`. The claims are conditioned on the expected count
+    :math:`\mu`; the Poisson draw is added afterwards (:meth:`truecount.inference.fitter.Fitter.fit`). Its
+    relative spread, :math:`1/\sqrt{N}`, is under 3% above 1,000 enrolments, well inside the claims'
+    imprecision, so conditioning on :math:`\mu` changes little and keeps the geometry smooth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import log_ndtr, logsumexp
+
+from truecount.model import capacity
+from truecount.quantities import FUNNEL
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The array operations the equations use, for one array library.
+
+    Elementwise functions and reductions that NumPy and PyTensor spell alike (``+``, ``*``,
+    ``.sum(axis=...)``, ``[..., None]``) are written directly; the rest is here.
+    """
+
+    name: str
+    log: Callable[[Any], Any]
+    exp: Callable[[Any], Any]
+    sqrt: Callable[[Any], Any]
+    log1p: Callable[[Any], Any]
+    maximum: Callable[[Any, Any], Any]
+    where: Callable[[Any, Any, Any], Any]
+    clip: Callable[[Any, float, float], Any]
+    stack: Callable[[Sequence[Any]], Any]  # along a new first axis
+    logsumexp: Callable[[Any], Any]  # over the first axis
+    full_like: Callable[[Any, float], Any]
+    zeros_like: Callable[[Any], Any]
+    ones_like: Callable[[Any], Any]
+    #: ``log B(servers, A)`` from ``(servers, log A)``, elementwise (Erlang-B, :mod:`capacity`).
+    log_erlang_b: Callable[[Any, Any], Any]
+    #: Records a result under its name and returns it: PyTensor makes it a Deterministic of the
+    #: model (later equations read the named variable, as the model's graph always has); NumPy
+    #: returns it as it is.
+    named: Callable[[str, Any], Any]
+    #: A shared parameter against an array with a case axis last: ``x[..., None]`` for draws
+    #: with sample dimensions; a PyTensor scalar broadcasts as it is.
+    shared: Callable[[Any], Any]
+    #: Log density of ``N(0, sd^2)`` at ``x``.
+    normal_logpdf: Callable[[Any, Any], Any]
+    #: ``log Phi(z)``, the log of the standard normal distribution function.
+    log_normal_cdf: Callable[[Any], Any]
+    #: ``sum_cd exposure[k, c, d] x[..., c, d]`` for each ``x`` of the list: ``(..., claim, len)``.
+    at_claims: Callable[[Any, Sequence[Any]], Any]
+    #: ``x[..., c]`` of the channel each evidence item is about, ``(..., evidence)``.
+    per_evidence: Callable[[Any, Any], Any]
+
+
+def _normal_logpdf(x: Any, sd: Any) -> Any:
+    return np.asarray(-0.5 * (x / sd) ** 2 - np.log(sd) - 0.5 * np.log(2.0 * np.pi))
+
+
+def _at_claims(exposure: Any, xs: Sequence[Any]) -> Any:
+    return np.stack([np.einsum("kcd,...cd->...k", exposure, x) for x in xs], axis=-1)
+
+
+#: The NumPy backend: parameters may carry any leading sample dimensions.
+NUMPY = Backend(
+    name="numpy", log=np.log, exp=np.exp, sqrt=np.sqrt, log1p=np.log1p, maximum=np.maximum,
+    where=np.where, clip=np.clip, stack=lambda xs: np.stack(xs),
+    logsumexp=lambda x: logsumexp(x, axis=0), full_like=np.full_like, zeros_like=np.zeros_like,
+    ones_like=np.ones_like, log_erlang_b=capacity.log_blocking,
+    named=lambda name, x: x, shared=lambda x: np.asarray(x)[..., None], normal_logpdf=_normal_logpdf,
+    log_normal_cdf=log_ndtr, at_claims=_at_claims,
+    per_evidence=lambda channel_of, x: np.einsum("ec,...c->...e", channel_of, x),
+)
+
+#: The model's Deterministics (:func:`deterministics` returns them, the model names them).
+DETERMINISTICS = ("blocking", "attempts", "expected_enrolments", "unanswered_attempts",
+                  "capacity", "capacity_at_claim", "days_needed", "funnel_at_claim",
+                  "claim_loglik", "p_honest", "p_counts_attempts", "failed_share")
+
+
+def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],
+                  demand: str) -> dict[str, Any]:
+    """Attempts, answered calls, expected enrolments and blocking per channel and day."""
+    hours = inputs["open_hours"]
+    tau = params["handle_time"]
+    # Demand on the log scale: a long campaign's fading demand (0.5 ** 365) underflows to 0,
+    # and log 0 would make the blocking's gradient NaN.
+    log_rate = b.log(params["peak_attempts_per_hour"])[..., None] * b.ones_like(hours)
+    if demand == "decaying":
+        log_rate = log_rate + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None]
+    rate = b.exp(log_rate)
+    log_load = log_rate + b.log(tau)[..., None] - np.log(60.0)
+    blocking = b.named("blocking", b.exp(b.log_erlang_b(inputs["servers"][:, None], log_load)))
+    attempts = b.named("attempts", rate * hours)
+    answered = attempts * params["attended_share"][..., None] * (1.0 - blocking)
+    expected = b.named("expected_enrolments", answered * params["enrol_share"][..., None])
+    return {"blocking": blocking, "attempts": attempts, "answered": answered,
+            "expected": expected}
+
+
+def claim_terms(b: Backend, funnel: Any, inputs: Mapping[str, Any], structure: Mapping[str, Any],
+                params: Mapping[str, Any], sigma_u: float) -> Any:
+    """Log weights of (honest, inflated) x (stated quantity, call attempts): ``(4, ..., claim)``.
+
+    ``funnel`` is ``(..., claim, quantity)``: what each claim could count at its date.
+    """
+    y = inputs["claim_value"]
+    log_y = b.log(y)
+    r_primary = log_y - (b.log(funnel) * inputs["claim_quantity"]).sum(axis=-1)
+    r_attempts = log_y - b.log(funnel[..., FUNNEL.index("attempts")])
+    noise = b.shared(params["claim_noise"])
+    sd = b.sqrt(noise**2 + (inputs["claim_rounding"] / y) ** 2 / 12.0)
+    honest_p = b.shared(params["honest_probability"]) if structure["honest_claims"] else None
+
+    def pair(r: Any) -> tuple[Any, Any]:
+        """Log densities of r (honest, inflated), each with its prior weight."""
+        omega = b.sqrt(sigma_u**2 + sd**2)  # per call: the model's gradient sums in this order
+        inflated = (np.log(2.0) + b.normal_logpdf(r, omega)
+                    + b.log_normal_cdf((sigma_u / sd) * r / omega))
+        if honest_p is None:
+            return b.full_like(r, -np.inf), inflated
+        return b.log(honest_p) + b.normal_logpdf(r, sd), b.log1p(-honest_p) + inflated
+
+    unclear = np.asarray(structure["unclear"], dtype=bool)
+    if unclear.any():
+        kappa = b.shared(params["counts_attempts_probability"])
+        log_w_attempts = b.where(unclear, b.log(kappa), -np.inf)
+        log_w_primary = b.where(unclear, b.log1p(-kappa), 0.0)
+    else:
+        log_w_attempts = b.full_like(r_primary, -np.inf)
+        log_w_primary = b.zeros_like(r_primary)
+    honest_primary, inflated_primary = pair(r_primary)
+    honest_attempts, inflated_attempts = pair(r_attempts)
+    return b.stack([honest_primary + log_w_primary, inflated_primary + log_w_primary,
+                    honest_attempts + log_w_attempts, inflated_attempts + log_w_attempts])
+
+
+def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str, Any],
+                   params: Mapping[str, Any], sigma_u: float) -> dict[str, Any]:
+    """Every Deterministic of the model (:data:`DETERMINISTICS`), from parameter values.
+
+    Each is recorded with :attr:`Backend.named` as it is computed; the claims' log likelihood
+    (``claim_loglik``, summed) is the model's potential.
+
+    ``structure`` is :func:`truecount.model.data.model_structure`'s; ``sigma_u`` the inflation
+    scale (the spec's ``log_inflation`` sigma).
+    """
+    flows = channel_flows(b, inputs, params, structure["demand"])
+    hours = inputs["open_hours"]
+    exposure = inputs["claim_exposure"]
+    attempts, blocking, share = flows["attempts"], flows["blocking"], params["attended_share"]
+    out = {"blocking": blocking, "attempts": attempts,
+           "expected_enrolments": flows["expected"],
+           "unanswered_attempts": b.named("unanswered_attempts", attempts - flows["answered"])}
+    per_hour = inputs["servers"] * share * 60.0 / params["handle_time"]  # most per open hour
+    total_hours = hours.sum(axis=-1)
+    out["capacity"] = b.named("capacity", per_hour * total_hours)
+    out["capacity_at_claim"] = b.named(
+        "capacity_at_claim", b.at_claims(exposure, [per_hour[..., None] * hours])[..., 0])
+    open_days = b.maximum((hours > 0).sum(axis=-1), 1)
+    per_day = (per_hour * total_hours / open_days).sum(axis=-1)
+    out["days_needed"] = b.named("days_needed", inputs["claim_value"] / b.shared(per_day))
+    funnel = b.maximum(b.at_claims(exposure, [flows["expected"], flows["answered"], attempts]),
+                       0.5)
+    out["funnel_at_claim"] = b.named("funnel_at_claim", funnel)
+    terms = claim_terms(b, funnel, inputs, structure, params, sigma_u)
+    total = b.logsumexp(terms)
+    out["claim_loglik"] = b.named("claim_loglik", total)
+    out["p_honest"] = b.named("p_honest", b.exp(b.logsumexp(terms[[0, 2]]) - total))
+    out["p_counts_attempts"] = b.named("p_counts_attempts",
+                                       b.exp(b.logsumexp(terms[[2, 3]]) - total))
+    out["failed_share"] = b.named(
+        "failed_share", (attempts * (1.0 - share[..., None] * (1.0 - blocking))).sum(axis=-1)
+        / b.maximum(attempts.sum(axis=-1), 1e-12))
+    return out
+
+
+def reported_failure(b: Backend, failed_share: Any, params: Mapping[str, Any]) -> Any:
+    """Probability that a report about a channel describes a failure: ``psi f / (psi f + 1 - f)``."""
+    bias = b.shared(params["report_bias_odds"])
+    return bias * failed_share / (bias * failed_share + 1.0 - failed_share)
+
+
+def evidence_probability(b: Backend, failed_share: Any, params: Mapping[str, Any],
+                         inputs: Mapping[str, Any]) -> Any:
+    """Per evidence item, the probability that one of its reports describes a failure.
+
+    :func:`reported_failure` of the channel the item is about, kept inside ``[1e-12, 1 - 1e-12]``
+    (the binomial's log density is finite there): ``(..., evidence)``.
+    """
+    reported = reported_failure(b, failed_share, params)
+    return b.clip(b.per_evidence(inputs["evidence_channel"], reported), 1e-12, 1.0 - 1e-12)
+
+
+def numpy_deterministics(inputs: Mapping[str, Any], structure: Mapping[str, Any],
+                         params: Mapping[str, Any], sigma_u: float) -> dict[str, np.ndarray]:
+    """:func:`deterministics` in NumPy for arrays of draws (``log 0`` of a Fixed 0 is ``-inf``)."""
+    arrays = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+    with np.errstate(divide="ignore"):
+        return deterministics(NUMPY, inputs, structure, arrays, sigma_u)
