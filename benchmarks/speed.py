@@ -49,8 +49,8 @@ def phases() -> dict[str, float]:
     from truecount import load_case, load_spec
     from truecount.inference.diagnostics import gate
     from truecount.inference.fitter import Fitter
-    from truecount.outputs.report import ReportOptions, write_report
     from truecount.inference.results import summarize
+    from truecount.outputs.report import ReportOptions, write_report
     lap("import")
     case, spec = load_case(KSS), load_spec("baseline")
     lap("load case and spec")

@@ -62,8 +62,8 @@ def test_dask_two_workers_give_the_ranks_of_one_worker_and_resume(kss_path, tmp_
     assert [r["ranks"] for r in serial] == [r["ranks"] for r in parallel]
     written = sorted((tmp_path / "serial" / "cases").glob("sbc-*.toml"))
     assert len(written) == 4
-    from truecount.inputs.case import load_case
     from truecount.errors import InputError
+    from truecount.inputs.case import load_case
     loaded = 0
     for path in written:
         try:

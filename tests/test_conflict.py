@@ -20,10 +20,10 @@ from tests.test_report import check_html
 from truecount import load_case, load_spec
 from truecount.cli import main, render_summary
 from truecount.inference.diagnostics import gate
-from truecount.model.simulate import draw_parameters
 from truecount.inference.fitter import Fitter
-from truecount.outputs.report import ReportOptions, write_report
 from truecount.inference.results import CONFLICT, UNCONVERGED, prior_data_conflicts, summarize
+from truecount.model.simulate import draw_parameters
+from truecount.outputs.report import ReportOptions, write_report
 
 IMPOSSIBLE = 10_000_000_000
 

@@ -4,8 +4,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from truecount.model import capacity
 from truecount import load_case, load_spec
+from truecount.model import capacity
 from truecount.workflows.des import CallCentre, case_to_toml, des_campaign, erlang_b_check, run_call_centre
 
 PARAMS = {"handle_time": np.array([5.0]), "attended_share": np.array([0.8]),

@@ -1,4 +1,4 @@
-"""Figures of a run, on a small synthetic tree with the layout :func:`truecount.inference.fitter.fit` writes."""
+"""Figures of a run, on a small synthetic tree with the layout of a fit's tree."""
 
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from truecount import InputError, load_case, load_spec
-from truecount.model.bounds import case_capacity
 from truecount.cli import main
+from truecount.model.bounds import case_capacity
 
 ROOT = Path(__file__).resolve().parents[1]
 KSS_TEXT = (ROOT / "data" / "kss_2021.toml").read_text(encoding="utf-8")

@@ -22,9 +22,9 @@ from scipy.special import log_ndtr
 import truecount.inference._jax as tj
 from conftest import KSS
 from test_switches import CASE_IDS, CASES, _case, _spec
-from truecount.model import capacity
 from truecount import load_case, load_spec
 from truecount.inference.jaxfit import JaxSampler, _chunks, _progress_line
+from truecount.model import capacity
 from truecount.model.build import build_model, log_normal_cdf
 
 GRID_N = np.unique(np.concatenate([np.arange(0, 41), np.geomspace(41, 5000, 30).round()]))

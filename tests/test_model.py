@@ -5,9 +5,9 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.graph.traversal import applys_between
 
-from truecount.model import capacity
 from truecount import load_case, load_spec
 from truecount.errors import InputError
+from truecount.model import capacity
 from truecount.model.build import build_model, erlang_b_pt
 from truecount.model.data import arrays, model_inputs
 from truecount.model.equations import NUMPY, channel_flows

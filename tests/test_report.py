@@ -8,9 +8,9 @@ import pytest
 from truecount import load_case, load_spec
 from truecount.inference.diagnostics import Thresholds, gate
 from truecount.inference.fitter import fit
+from truecount.inference.results import UNCONVERGED, format_number
 from truecount.model.build import build_model
 from truecount.outputs.report import ReportOptions, render_html, render_markdown, write_report
-from truecount.inference.results import UNCONVERGED, format_number
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 

@@ -5,6 +5,7 @@ import pytest
 
 from truecount.errors import InputError
 from truecount.inference.results import Interval
+from truecount.inputs.spec import load_spec
 from truecount.workflows.sensitivity import (
     Alternative,
     Row,
@@ -16,7 +17,6 @@ from truecount.workflows.sensitivity import (
     spec_text,
     write_outputs,
 )
-from truecount.inputs.spec import load_spec
 
 
 def row(name, upper, p_possible, passed=True):

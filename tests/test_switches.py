@@ -21,10 +21,10 @@ from pytensor.graph.traversal import ancestors
 
 from conftest import KSS
 from truecount import load_case, load_spec
-from truecount.model.equations import DETERMINISTICS, numpy_deterministics
 from truecount.inference.fitter import Fitter
-from truecount.model.build import build_model, model_info
 from truecount.inputs.spec import STRUCTURE
+from truecount.model.build import build_model, model_info
+from truecount.model.equations import DETERMINISTICS, numpy_deterministics
 
 COMBINATIONS = [dict(zip(STRUCTURE, values, strict=True))
                 for values in itertools.product(*(s.choices for s in STRUCTURE.values()))]

@@ -7,8 +7,8 @@ This package so far holds the first steps: case files (:func:`load_case`), model
 
 from importlib.metadata import PackageNotFoundError, version
 
-from truecount.inputs.case import Case, load_case
 from truecount.errors import InputError, TruecountError
+from truecount.inputs.case import Case, load_case
 from truecount.inputs.spec import Spec, load_spec
 
 try:

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from truecount import __version__
+from truecount.errors import InputError, TruecountError, show
+from truecount.inputs.case import load_case
 from truecount.model.bounds import (
     DEFAULT_HANDLE_TIME,
     CapacityResult,
@@ -30,8 +32,6 @@ from truecount.model.bounds import (
     options_capacity,
     override_channels,
 )
-from truecount.inputs.case import load_case
-from truecount.errors import InputError, TruecountError, show
 
 EXIT_FAILED = 1
 EXIT_INPUT = 2
@@ -299,9 +299,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from truecount.workflows.calibration import JOB_FILE, Job, read_job
-    from truecount.outputs.runs import claimed
     from truecount.inputs.spec import load_spec
+    from truecount.outputs.runs import claimed
+    from truecount.workflows.calibration import JOB_FILE, Job, read_job
 
     load_case(args.case, args.reading)  # bad input fails here, before any worker starts
     load_spec(args.spec)
@@ -483,8 +483,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     # Everything a user wrote is checked before the expensive part, the output folder included.
     from pathlib import Path
 
-    from truecount.outputs.runs import RUN, claimed, expected_bytes
     from truecount.inputs.spec import load_spec
+    from truecount.outputs.runs import RUN, claimed, expected_bytes
 
     _check_draws(args.draws)
     case = load_case(args.case, args.reading)
@@ -548,8 +548,8 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     import logging
 
     from truecount.inference.fitter import DEFAULT_TARGET_ACCEPT, Fitter, fit_gated
-    from truecount.model.build import build_model
     from truecount.inference.results import summarize
+    from truecount.model.build import build_model
 
     def say(text: str) -> None:
         if not quiet:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 from pytensor.link.jax.dispatch import jax_funcify
 
+from truecount.model.build import LogErlangB
 from truecount.model.capacity import (
     _LOG_RESCALE,
     _PLAIN_FROM_LOG_LOAD,
@@ -31,7 +32,6 @@ from truecount.model.capacity import (
     _RESCALE_BY,
     log_blocking_slope,
 )
-from truecount.model.build import LogErlangB
 
 #: Lines of the recursion per iteration of the XLA loop.
 _LINES_PER_STEP = 4

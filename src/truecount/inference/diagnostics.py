@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-#: Quantities reported to users; each must pass the gate. Model parameters first, then derived.
-REPORTED = (
-    "handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention", "enrol_share",
-    "claim_noise", "honest_probability", "counts_attempts_probability", "report_bias_odds",
-    "true_enrolments_total", "true_at_claim", "inflation_factor", "p_honest", "p_counts_attempts",
-    "capacity", "capacity_at_claim", "days_needed", "blocking", "failed_share",
-)
+from truecount.quantities import GATED
+
+#: Quantities reported to users; each must pass the gate. Model parameters first, then derived
+#: (:data:`truecount.quantities.GATED`).
+REPORTED = GATED
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from truecount.inference.diagnostics import REPORTED, GateResult
-from truecount.inputs.spec import PARAMETERS
+from truecount.quantities import PARAMETERS
 
 UNCONVERGED = "UNCONVERGED: the diagnostics gate failed; do not quote these numbers"
 #: How the CLI and the report mark each line of :attr:`Summary.conflicts`.

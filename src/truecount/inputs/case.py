@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import xarray as xr
 
-from truecount.inputs._fields import Fields, dotted, format_clock, read_toml
 from truecount.errors import InputError, show, show_choices
+from truecount.inputs._fields import Fields, dotted, format_clock, read_toml
 
 SCHEMA_VERSION = 1
 

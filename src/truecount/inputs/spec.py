@@ -34,9 +34,11 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from truecount.errors import InputError, show
 from truecount.inputs._fields import Fields, read_toml
 from truecount.inputs.case import EVIDENCE_STRENGTHS
-from truecount.errors import InputError, show
+from truecount.quantities import PARAMETERS as QUANTITY_PARAMETERS
+from truecount.quantities import Quantity
 
 SCHEMA_VERSION = 1
 #: The shipped specs: package data (``models/`` in a checkout links to it), so an installed
@@ -44,42 +46,8 @@ SCHEMA_VERSION = 1
 MODELS_DIR = Path(str(files("truecount").joinpath("specs")))
 
 
-@dataclass(frozen=True)
-class Parameter:
-    """A model parameter a spec must give a prior for."""
-
-    unit: str
-    support: str  # "positive", "unit" (0 to 1) or "real"
-    meaning: str
-
-
-#: Every prior the model needs, with its unit, support and meaning.
-PARAMETERS: dict[str, Parameter] = {
-    "handle_time": Parameter(
-        "minutes", "positive", "mean time a registration call occupies a line"),
-    "attended_share": Parameter(
-        "share", "unit", "share of a line's open time that someone is there to answer it"),
-    "peak_attempts_per_hour": Parameter(
-        "attempts per hour", "positive",
-        "call attempts offered to a channel per open hour on its first open day"),
-    "daily_retention": Parameter(
-        "share", "unit", "each open day's call attempts as a share of the day before's"),
-    "enrol_share": Parameter(
-        "share", "unit", "share of answered calls that end in an enrolment"),
-    "log_inflation": Parameter(
-        "log factor", "positive",
-        "log of the factor by which an inflated claim exceeds the count it reports"),
-    "claim_noise": Parameter(
-        "log scale", "positive", "imprecision of a claim around the count it reports (log scale)"),
-    "honest_probability": Parameter(
-        "probability", "unit", "prior probability that a claim is not inflated"),
-    "counts_attempts_probability": Parameter(
-        "probability", "unit",
-        "prior probability that a claim of unclear meaning counts call attempts, not people"),
-    "report_bias_odds": Parameter(
-        "odds ratio", "positive",
-        "odds that a caller who failed posts about it, over the odds for one who got through"),
-}
+#: Every prior the model needs, with its unit, support and meaning (:mod:`truecount.quantities`).
+PARAMETERS = QUANTITY_PARAMETERS
 
 
 @dataclass(frozen=True)
@@ -204,7 +172,7 @@ class Prior:
     elicited: Elicited | None = None
 
     @property
-    def parameter(self) -> Parameter:
+    def parameter(self) -> Quantity:
         """What the prior is about."""
         return PARAMETERS[self.name]
 

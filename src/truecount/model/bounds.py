@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from truecount.model import capacity
 from truecount.inputs.case import Case, Channel
+from truecount.model import capacity
 
 #: Handle time used when none is given: the value that reproduces the KSS analysts' 28 days.
 DEFAULT_HANDLE_TIME = 5.0

@@ -130,10 +130,13 @@ PYTENSOR = equations.Backend(
 
 def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
     """Whether the model of ``structure`` has the sampled parameter ``name``."""
-    return {"daily_retention": structure["demand"] == "decaying",
-            "honest_probability": structure["honest_claims"],
-            "counts_attempts_probability": any(structure["unclear"]),
-            "report_bias_odds": structure["has_evidence"]}.get(name, True)
+    needs: dict[str, bool] = {
+        "daily_retention": structure["demand"] == "decaying",
+        "honest_probability": bool(structure["honest_claims"]),
+        "counts_attempts_probability": any(structure["unclear"]),
+        "report_bias_odds": bool(structure["has_evidence"]),
+    }
+    return needs.get(name, True)
 
 
 def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
@@ -159,7 +162,7 @@ def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:
     coords = {name: inputs[name].values for name in ("channel", "day", "claim", "evidence",
                                                       "quantity")}
     with pm.Model(coords=coords) as model:
-        data = {name: pm.Data(name, array.values, dims=array.dims)
+        data = {str(name): pm.Data(str(name), array.values, dims=array.dims)
                 for name, array in inputs.data_vars.items()}
         params = {name: _prior(spec.priors[name], PARAMETERS[name].dims or None)
                   for name in SAMPLED if needs_parameter(name, structure)}

@@ -92,4 +92,4 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
 
 def arrays(inputs: xr.Dataset) -> dict[str, np.ndarray]:
     """The inputs as plain arrays by name (what the NumPy equations read)."""
-    return {name: inputs[name].values for name in inputs.data_vars}
+    return {str(name): array.values for name, array in inputs.data_vars.items()}

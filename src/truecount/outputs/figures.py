@@ -39,26 +39,14 @@ from matplotlib.transforms import blended_transform_factory
 from scipy.stats import binom, rankdata
 
 from truecount.inference.results import format_number, round_to_sd
+from truecount.quantities import QUANTITIES, SAMPLED
 
 #: The model parameters shown by :func:`prior_posterior` and :func:`diagnostics` by default.
-PARAMETERS = (
-    "handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention", "enrol_share",
-    "claim_noise", "honest_probability", "counts_attempts_probability", "report_bias_odds",
-)
-#: Axis label (with unit) of each parameter.
-UNITS = {
-    "handle_time": "mean handle time (minutes)",
-    "attended_share": "share of open hours attended",
-    "peak_attempts_per_hour": "peak call attempts per hour (log scale)",
-    "daily_retention": "demand retained per day (factor)",
-    "enrol_share": "share of answered calls enrolled",
-    "claim_noise": "claim imprecision (sd on log scale)",
-    "honest_probability": "probability a claim is honest",
-    "counts_attempts_probability": "probability an unclear claim counts attempts",
-    "report_bias_odds": "odds ratio: failed callers post more (log scale)",
-}
-#: Parameters drawn on a logarithmic axis.
-LOG_SCALE = frozenset({"peak_attempts_per_hour", "report_bias_odds"})
+PARAMETERS = SAMPLED
+#: Axis label (with unit) of each quantity.
+UNITS = {q.name: q.label for q in QUANTITIES if q.label}
+#: Quantities drawn on a logarithmic axis.
+LOG_SCALE = frozenset(q.name for q in QUANTITIES if q.log_scale)
 
 _WIDTH = 8.2  # inches: 900 px at the PNG resolution
 _DPI = 110

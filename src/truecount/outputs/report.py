@@ -1,9 +1,10 @@
 """The report an analyst can publish from: report.md, report.html, figures and tables.
 
-A view over results: every number comes from :func:`truecount.inference.results.quantity_table` and
-:func:`truecount.inference.results.summarize`, every figure from :mod:`truecount.outputs.figures`; this module only
-arranges them. The report is built as a list of blocks rendered twice, to Markdown (figures linked)
-and to one self-contained HTML file (figures embedded as data URIs).
+A view over results: every number comes from
+:func:`truecount.inference.results.quantity_table` and :func:`truecount.inference.results.summarize`,
+every figure from :mod:`truecount.outputs.figures`; this module only arranges them. The report
+is built as a list of blocks rendered twice, to Markdown (figures linked) and to one
+self-contained HTML file (figures embedded as data URIs).
 
 Anchor: Kruschke, J. K. (2021). Bayesian Analysis Reporting Guidelines. *Nature Human Behaviour*
 5, 1282-1291. The report ends with a BARG checklist saying where each item is addressed, or that it
@@ -23,8 +24,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from truecount.outputs import figures
-from truecount.inputs.case import Case
 from truecount.inference.diagnostics import GateResult, gate
 from truecount.inference.results import (
     CONFLICT,
@@ -35,7 +34,10 @@ from truecount.inference.results import (
     quantity_table,
     summarize,
 )
-from truecount.inputs.spec import PARAMETERS, STRUCTURE, Spec
+from truecount.inputs.case import Case
+from truecount.inputs.spec import STRUCTURE, Spec
+from truecount.outputs import figures
+from truecount.quantities import PARAMETERS, SAMPLED
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -43,10 +45,8 @@ SUMMARY_CSV = "summary.csv"
 TABLE_TEX = "table.tex"
 FIGURES_DIR = "figures"
 
-#: Parameters shown in the diagnostics excerpt and the prior/posterior figure.
-MAIN_PARAMETERS = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention",
-                   "enrol_share", "claim_noise", "honest_probability",
-                   "counts_attempts_probability", "report_bias_odds")
+#: Parameters shown in the diagnostics excerpt and the prior/posterior figure: the sampled ones.
+MAIN_PARAMETERS = SAMPLED
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from truecount.errors import InputError, show
+from truecount.inference.diagnostics import GateResult
+from truecount.inference.results import Summary
 from truecount.inputs._fields import Fields
 from truecount.inputs.case import Case, load_case
-from truecount.inference.diagnostics import GateResult
-from truecount.errors import InputError, show
-from truecount.inference.results import Summary
 from truecount.inputs.spec import Spec, load_spec
 
 POSTERIOR = "posterior.nc"

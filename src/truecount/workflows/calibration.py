@@ -30,12 +30,12 @@ import numpy as np
 from scipy import stats
 
 from truecount.errors import InputError
+from truecount.quantities import SBC
 from truecount.workflows.runner import compiled, run_tasks
 
-#: Quantities whose SBC ranks are recorded (per channel where the parameter is).
-MONITORED = ("handle_time", "attended_share", "peak_attempts_per_hour", "daily_retention",
-             "enrol_share", "claim_noise", "honest_probability", "counts_attempts_probability",
-             "report_bias_odds", "true_enrolments_total")
+#: Quantities whose SBC ranks are recorded (per channel where the parameter is;
+#: :data:`truecount.quantities.SBC`).
+MONITORED = SBC
 MASSES = (0.5, 0.8, 0.9, 0.95)
 RESULTS = "results.jsonl"
 JOB_FILE = "job.json"

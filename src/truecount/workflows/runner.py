@@ -1,11 +1,11 @@
 """The parallel runner: many fits, in this process or on Dask workers, each model compiled once.
 
-Calibration (:mod:`truecount.workflows.calibration`) and sensitivity (:mod:`truecount.workflows.sensitivity`) both fit
-many datasets. :func:`run_tasks` maps a picklable function over tasks, in this process
-(``workers == 1`` and no scheduler) or on Dask distributed: a local cluster of ``workers``
-single-threaded processes, or the existing cluster at ``scheduler``. Results are handed to
-``on_result`` as they arrive, in completion order, so the caller can save each at once; Dask retries
-a task whose worker died.
+Calibration (:mod:`truecount.workflows.calibration`) and sensitivity
+(:mod:`truecount.workflows.sensitivity`) both fit many datasets. :func:`run_tasks` maps a
+picklable function over tasks, in this process (``workers == 1`` and no scheduler) or on Dask
+distributed: a local cluster of ``workers`` single-threaded processes, or the existing cluster
+at ``scheduler``. Results are handed to ``on_result`` as they arrive, in completion order, so the
+caller can save each at once; Dask retries a task whose worker died.
 
 :func:`compiled` is the per-process cache of compiled models that makes this cheap: the first task
 a process is given for a case and spec compiles the model (10-30 s), every later task of the same

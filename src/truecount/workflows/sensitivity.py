@@ -37,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from truecount.inputs.case import load_case
 from truecount.errors import InputError
 from truecount.inference.results import Interval, format_number, quantity_table, summarize
+from truecount.inputs.case import load_case
 from truecount.inputs.spec import DISTRIBUTIONS, PARAMETERS, STRUCTURE, load_spec, resolve_spec_path
+from truecount.quantities import PSENSE
 
 #: The alternatives shipped for every case that has the matching readings.
 DEFAULT_ALTERNATIVES = (
@@ -49,10 +50,8 @@ DEFAULT_ALTERNATIVES = (
 )
 #: A claim counts as "not physically possible" below this posterior probability.
 IMPOSSIBLE_BELOW = 0.05
-#: Headline quantities whose power-scaling sensitivity is reported.
-PSENSE_QUANTITIES = ("true_enrolments_total", "inflation_factor", "capacity_at_claim",
-                     "handle_time", "attended_share", "peak_attempts_per_hour", "enrol_share",
-                     "claim_noise", "honest_probability", "counts_attempts_probability")
+#: Headline quantities whose power-scaling sensitivity is reported (:data:`truecount.quantities.PSENSE`).
+PSENSE_QUANTITIES = PSENSE
 #: Power-scaling sensitivity above this is "sensitive" (Kallioinen et al. 2024).
 PSENSE_THRESHOLD = 0.05
 RESULTS_FILE = "sensitivity.json"
