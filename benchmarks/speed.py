@@ -47,10 +47,9 @@ def phases() -> dict[str, float]:
 
     import truecount.cli  # noqa: F401  (what `truecount` imports before it runs)
     from truecount import load_case, load_spec
-    from truecount.inference.diagnostics import gate
+    from truecount.inference.analysis import analyse
     from truecount.inference.fitter import Fitter
-    from truecount.inference.results import summarize
-    from truecount.outputs.report import ReportOptions, write_report
+    from truecount.outputs.report import write_report
     lap("import")
     case, spec = load_case(KSS), load_spec("baseline")
     lap("load case and spec")
@@ -62,11 +61,10 @@ def phases() -> dict[str, float]:
     t["sample"] = tree.attrs["sample_seconds"]
     t["derived and predictive (NumPy)"] = (time.perf_counter() - mark) - t["sample"]
     mark = time.perf_counter()
-    verdict = gate(tree)
-    summarize(tree, verdict)
+    analysis = analyse(tree, claim_dates={c.id: c.when for c in case.claims})
     lap("gate and summary")
     with tempfile.TemporaryDirectory() as folder:
-        write_report(Path(folder), tree, case, spec, ReportOptions())
+        write_report(Path(folder), analysis, case, spec)
         lap("report (figures, tables)")
         tree.to_netcdf(Path(folder) / "posterior.nc", engine="h5netcdf")
         lap("write posterior")

@@ -19,11 +19,12 @@ from tests.test_report import check_html
 
 from truecount import load_case, load_spec
 from truecount.cli import main, render_summary
+from truecount.inference.analysis import analyse
 from truecount.inference.diagnostics import gate
 from truecount.inference.fitter import Fitter
 from truecount.inference.results import CONFLICT, UNCONVERGED, prior_data_conflicts, summarize
 from truecount.model.simulate import draw_parameters
-from truecount.outputs.report import ReportOptions, write_report
+from truecount.outputs.report import write_report
 
 IMPOSSIBLE = 10_000_000_000
 
@@ -156,7 +157,7 @@ def test_render_summary_puts_the_conflict_right_under_the_headline(noisy):
 
 def test_the_report_marks_the_conflict_in_its_headline(noisy, tmp_path):
     tree, case, spec = noisy
-    write_report(tmp_path, tree, case, spec, ReportOptions(), verdict=gate(tree))
+    write_report(tmp_path, analyse(tree), case, spec)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     headline = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
     assert f"> **{CONFLICT}: claim_noise: posterior median 5" in headline

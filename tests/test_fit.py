@@ -162,7 +162,8 @@ def test_divergences_after_the_refit_advise_smaller_steps_not_more_draws(capsys,
 
     verdict = SimpleNamespace(passed=False, divergences=2, text="Diagnostics gate FAILED: 2 "
                               "divergent transitions")
-    monkeypatch.setattr(cli, "_fit_case", lambda *a, **k: (xr.DataTree(), verdict, None))
+    analysis = SimpleNamespace(tree=xr.DataTree(), verdict=verdict, summary=None)
+    monkeypatch.setattr(cli, "_fit_case", lambda *a, **k: analysis)
     code = main(["fit", str(kss_path), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 3 and "--target-accept 0.995" in err and "more --draws" not in err

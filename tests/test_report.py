@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 
 from truecount import load_case, load_spec
+from truecount.inference.analysis import Options, analyse
 from truecount.inference.diagnostics import Thresholds, gate
 from truecount.inference.fitter import fit
 from truecount.inference.results import UNCONVERGED, format_number
 from truecount.model.build import build_model
-from truecount.outputs.report import ReportOptions, render_html, render_markdown, write_report
+from truecount.outputs.report import render_html, render_markdown, write_report
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 
@@ -68,8 +69,9 @@ def test_report_from_a_small_fit(small_fit, tmp_path):
     tree, case, spec = small_fit
     lenient = gate(tree, thresholds=Thresholds(ess_bulk_min=10, ess_tail_min=10, rhat_max=1.1,
                                                divergences_max=10))
-    options = ReportOptions(thresholds=(3500.0,))
-    written = write_report(tmp_path, tree, case, spec, options, verdict=lenient)
+    analysis = analyse(tree, Options(thresholds=(3500.0,)), verdict=lenient,
+                       claim_dates={c.id: c.when for c in case.claims})
+    written = write_report(tmp_path, analysis, case, spec)
     assert {p.name for p in written} >= {"report.md", "report.html", "summary.csv", "table.tex",
                                          "posterior.png", "timeline.png", "diagnostics.png"}
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
@@ -104,7 +106,7 @@ def test_failed_gate_stamps_every_page_and_figure(small_fit, tmp_path):
     tree, case, spec = small_fit
     verdict = gate(tree)  # 2 x 150 draws cannot reach an ESS of 400
     assert not verdict.passed
-    write_report(tmp_path, tree, case, spec, ReportOptions(kind="hdi"), verdict=verdict)
+    write_report(tmp_path, analyse(tree, Options(kind="hdi"), verdict=verdict), case, spec)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert md.count(UNCONVERGED) >= 3  # top, headline, diagnostics
     assert "highest-density credible interval" in md

@@ -98,7 +98,8 @@ def test_outputs_round_trip_and_are_written_whole(tmp_path):
     out = tmp_path / "sens"
     write_outputs(out, rows, {"case_sha256": "abc", "seed": 3})
     back, meta = load_outputs(out)
-    assert back == rows and meta == {"case_sha256": "abc", "seed": 3}
+    assert back == rows and meta == {"case_sha256": "abc", "seed": 3,
+                                     "conclusions": conclusions(rows)}
     assert sorted(p.name for p in out.iterdir()) == ["forest.png", "sensitivity.csv",
                                                      "sensitivity.json", "sensitivity.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["sens"]  # no temporary folder left
@@ -166,8 +167,8 @@ def test_log_densities_equal_pymc_and_feed_psense(kss_path):
     import pymc as pm
 
     from truecount import load_case
+    from truecount.inference.analysis import power_scaling
     from truecount.inference.fitter import Fitter
-    from truecount.workflows.sensitivity import power_scaling
 
     fitter = Fitter.for_case(load_case(kss_path), load_spec("baseline"))
     tree = fitter.fit(draws=200, tune=200, chains=2, seed=3)

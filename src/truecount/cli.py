@@ -426,14 +426,15 @@ def _report_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from truecount.outputs.report import ReportOptions
+    from truecount.inference.analysis import Options
 
-    return ReportOptions(kind=args.interval, mass=args.mass, thresholds=tuple(args.threshold))
+    return Options(kind=args.interval, mass=args.mass, thresholds=tuple(args.threshold))
 
 
 def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from truecount.inference.analysis import analyse
     from truecount.outputs.report import write_report
     from truecount.outputs.runs import load_run
 
@@ -450,7 +451,8 @@ def _run_report(args: argparse.Namespace) -> int:
                              "file or baseline spec than this run)",
                              f"a sensitivity folder of {case.path.name} under spec {spec.id}",
                              "Rerun `truecount sensitivity` on this run's case and spec.")
-    written = write_report(folder, tree, case, spec, _options(args), sensitivity=sensitivity)
+    analysis = analyse(tree, _options(args), claim_dates={c.id: c.when for c in case.claims})
+    written = write_report(folder, analysis, case, spec, sensitivity=sensitivity)
     print(f"truecount: wrote {', '.join(str(p.relative_to(folder)) for p in written)} in "
           f"{folder}/")
     if tree.attrs.get("gate_passed") == 0:
@@ -505,13 +507,11 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
 
     for warning in case.warnings():
         print(f"truecount: warning: {warning}", file=sys.stderr)
-    options = _options(args)
-    tree, verdict, summary = _fit_case(case, spec, options, sampler=args.sampler,
-                                       seed=args.seed, draws=args.draws,
-                                       tune=args.tune, chains=args.chains,
-                                       target_accept=args.target_accept, retry=not args.no_retry,
-                                       progress=sys.stderr.isatty() and not args.json,
-                                       quiet=args.quiet)
+    analysis = _fit_case(case, spec, _options(args), sampler=args.sampler, seed=args.seed,
+                         draws=args.draws, tune=args.tune, chains=args.chains,
+                         target_accept=args.target_accept, retry=not args.no_retry,
+                         progress=sys.stderr.isatty() and not args.json, quiet=args.quiet)
+    tree, verdict, summary = analysis.tree, analysis.verdict, analysis.summary
     if not verdict.passed and not args.allow_unconverged:
         print(f"truecount: {verdict.text}", file=sys.stderr)
         if verdict.divergences:  # more draws cannot remove divergences; smaller steps may
@@ -527,7 +527,7 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
 
     info = run_info(case, spec, tree, ["truecount", *args.argv], _recorded_options(args))
     report = None if args.no_report else (
-        lambda folder: write_report(folder, tree, case, spec, options))
+        lambda folder: write_report(folder, analysis, case, spec))
     write_run(out, tree, summary, verdict, info, force=args.force, extra=report)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
@@ -539,7 +539,7 @@ def _fit_into(args: argparse.Namespace, case: Any, spec: Any, out: Any) -> int:
 def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune: int,
               chains: int, target_accept: float | None = None, retry: bool = False,
               progress: bool = False, quiet: bool = False, sampler: str = "jax") -> Any:
-    """Fit, gate and summarise: ``(tree, verdict, summary)``, as ``fit`` and ``rerun`` share.
+    """Fit, gate and analyse, as ``fit`` and ``rerun`` share: an ``Analysis``.
 
     With ``retry`` a fit that fails the gate is refitted once (:func:`truecount.inference.fitter.fit_gated`)
     and the user is told; ``rerun`` reproduces the recorded settings directly, without a retry.
@@ -547,8 +547,8 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     """
     import logging
 
-    from truecount.inference.fitter import DEFAULT_TARGET_ACCEPT, Fitter, fit_gated
-    from truecount.inference.results import summarize
+    from truecount.inference.analysis import fit_and_analyse
+    from truecount.inference.fitter import Fitter
     from truecount.model.build import build_model
 
     def say(text: str) -> None:
@@ -560,13 +560,9 @@ def _fit_case(case: Any, spec: Any, options: Any, *, seed: int, draws: int, tune
     fitter = Fitter(model, sampler)
     say(f"fitting {case.id} under {spec.id}: {chains} chains x ({tune} tuning + {draws} draws), "
         f"seed {seed}; compiling the model first ({_compile_estimate(fitter, draws, tune)})...")
-    tree, verdict, _ = fit_gated(fitter, draws=draws, tune=tune, chains=chains, seed=seed,
-                                 target_accept=target_accept or DEFAULT_TARGET_ACCEPT,
-                                 retry=retry, progress=progress and not quiet, say=say)
-    dates = {c.id: c.when for c in case.claims}
-    summary = summarize(tree, verdict, mass=options.mass, kind=options.kind, claim_dates=dates,
-                        thresholds=options.thresholds)
-    return tree, verdict, summary
+    return fit_and_analyse(fitter, case, options, draws=draws, tune=tune, chains=chains,
+                           seed=seed, target_accept=target_accept, retry=retry,
+                           progress=progress and not quiet, say=say)
 
 
 def _compile_estimate(fitter: Any, draws: int, tune: int) -> str:
@@ -610,20 +606,28 @@ def _run_rerun(args: argparse.Namespace) -> int:
 
 def _rerun_into(args: argparse.Namespace, folder: Any, case: Any, spec: Any, info: dict[str, Any],
                 notes: list[str], old_summary: dict[str, Any], out: Any) -> int:
-    from truecount.outputs.report import ReportOptions, write_report
-    from truecount.outputs.runs import compare, environment_differences, open_posterior, run_info, write_run
+    from truecount.inference.analysis import Options
+    from truecount.outputs.report import write_report
+    from truecount.outputs.runs import (
+        compare,
+        environment_differences,
+        open_posterior,
+        run_info,
+        write_run,
+    )
 
     for note in notes:
         print(f"truecount: note: {note}", file=sys.stderr)
     for diff in environment_differences(info.get("environment")):
         print(f"truecount: warning: environment differs from the fit's: {diff}", file=sys.stderr)
     recorded = info.get("options", {})
-    options = ReportOptions(kind=recorded.get("interval", "eti"), mass=recorded.get("mass", 0.9),
-                            thresholds=tuple(recorded.get("thresholds", ())))
-    tree, verdict, summary = _fit_case(
+    options = Options(kind=recorded.get("interval", "eti"), mass=recorded.get("mass", 0.9),
+                      thresholds=tuple(recorded.get("thresholds", ())))
+    analysis = _fit_case(
         case, spec, options, seed=info["seed"], draws=info["draws"], tune=info["tune"],
         chains=info["chains"], target_accept=info.get("target_accept"),
         sampler=info.get("sampler") or "nutpie")  # runs before the JAX route recorded none
+    tree, verdict, summary = analysis.tree, analysis.verdict, analysis.summary
     new_summary = json.loads(json.dumps(summary.to_dict()))
     with open_posterior(folder) as old:
         names = tuple(sorted({*old["posterior"].data_vars, *tree["posterior"].data_vars}))
@@ -632,7 +636,7 @@ def _rerun_into(args: argparse.Namespace, folder: Any, case: Any, spec: Any, inf
         new_info = run_info(case, spec, tree, ["truecount", *args.argv], recorded)
         new_info["rerun_of"] = str(folder.resolve())
         report = None if recorded.get("no_report") else (
-            lambda f: write_report(f, tree, case, spec, options))
+            lambda f: write_report(f, analysis, case, spec))
         write_run(out, tree, summary, verdict, new_info, force=args.force, extra=report)
         print(f"truecount: the rerun is written to {out}/", file=sys.stderr)
     if not diffs:

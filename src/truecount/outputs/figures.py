@@ -24,6 +24,7 @@ import math
 import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import arviz_stats as azs
 import matplotlib.dates as mdates
@@ -752,3 +753,37 @@ def figure_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
+
+
+def forest_plot(rows: Sequence[Any], stamp: str | None = None) -> Figure:
+    """Intervals of true enrolments and of each claim's inflation under every alternative.
+
+    ``rows`` are :class:`truecount.workflows.sensitivity.Row`, the baseline first.
+    """
+    claims = list(rows[0].claims)
+    fig = Figure(figsize=(8.2, 1.2 + 0.45 * len(rows)), layout="constrained")
+    axes = fig.subplots(1, 1 + len(claims), sharey=True, squeeze=False)[0]
+    y = np.arange(len(rows))[::-1]
+    panels = [("true enrolments (people)", [r.true_enrolments for r in rows])]
+    panels += [(f"inflation of {c}", [r.claims[c]["inflation"] for r in rows]) for c in claims]
+    for ax, (title, intervals) in zip(axes, panels, strict=True):
+        for yi, iv, row in zip(y, intervals, rows, strict=True):
+            color = "#4477aa" if row.gate_passed else "#b00020"
+            ax.plot([iv.lower, iv.upper], [yi, yi], color=color, linewidth=2)
+            ax.plot([iv.median], [yi], "o", color=color)
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [r.name for r in rows], fontsize=8)
+    for value in (c["value"] for c in rows[0].claims.values()):
+        axes[0].axvline(value, color="0.5", linestyle=":", linewidth=1)
+    mass = rows[0].true_enrolments.mass
+
+    handles = [Line2D([], [], color="#4477aa", marker="o", label="passed the diagnostics gate"),
+               Line2D([], [], color="#b00020", marker="o",
+                      label="failed the gate: do not quote"),
+               Line2D([], [], color="0.5", linestyle=":", label="the claims")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.suptitle(f"Sensitivity: medians and {mass:.0%} intervals"
+                 + (f"\n{stamp}" if stamp else ""), fontsize=10)
+    return fig

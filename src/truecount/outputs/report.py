@@ -16,23 +16,20 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
-from truecount.inference.diagnostics import GateResult, gate
+from truecount.inference.analysis import PSENSE_THRESHOLD, Analysis, Options
+from truecount.inference.diagnostics import GateResult
 from truecount.inference.results import (
     CONFLICT,
     CONFLICT_MASS,
     INTERVAL_KINDS,
     Summary,
     format_number,
-    quantity_table,
-    summarize,
 )
 from truecount.inputs.case import Case
 from truecount.inputs.spec import STRUCTURE, Spec
@@ -49,39 +46,24 @@ FIGURES_DIR = "figures"
 MAIN_PARAMETERS = SAMPLED
 
 
-@dataclass(frozen=True)
-class ReportOptions:
-    """What the report shows: interval ``kind`` ("eti"/"hdi") and ``mass``, decision thresholds."""
-
-    kind: str = "eti"
-    mass: float = 0.9
-    thresholds: tuple[float, ...] = ()
-
-    @property
-    def masses(self) -> tuple[float, ...]:
-        """Masses tabulated: 90%, 95% and the headline's."""
-        return tuple(sorted({0.9, 0.95, self.mass}))
-
+#: What a report shows (interval kind and mass, thresholds): the analysis's options.
+ReportOptions = Options
 
 Block = tuple[Any, ...]
 
 
-def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
-                 options: ReportOptions = ReportOptions(),
-                 verdict: GateResult | None = None,
+def write_report(folder: Path, analysis: Analysis, case: Case, spec: Spec,
                  sensitivity: tuple[list[Any], dict[str, Any]] | None = None) -> list[Path]:
     """Write report.md, report.html, summary.csv, table.tex and figures/*.png into ``folder``.
 
-    ``verdict`` defaults to :func:`truecount.inference.diagnostics.gate` of ``tree`` with the standard limits.
-    ``sensitivity`` is the rows and settings of a ``truecount sensitivity`` folder
-    (:func:`truecount.workflows.sensitivity.load_outputs`); the report's sensitivity section always has the
-    power-scaling check of this fit, and the refits under alternatives when they are given.
+    Every number is ``analysis``'s (:func:`truecount.inference.analysis.analyse`); ``case`` and
+    ``spec`` supply the words (sources, priors with reasons). ``sensitivity`` is the rows and
+    settings of a ``truecount sensitivity`` folder (:func:`truecount.workflows.sensitivity.load_outputs`);
+    the report's sensitivity section always has the power-scaling check of this fit, and the
+    refits under alternatives when they are given.
     """
-    verdict = verdict or gate(tree)
-    table = quantity_table(tree, verdict, options.masses)
-    dates = {c.id: c.when for c in case.claims}
-    summary = summarize(tree, verdict, table, mass=options.mass, kind=options.kind,
-                        claim_dates=dates, thresholds=options.thresholds)
+    tree, table, summary = analysis.tree, analysis.table, analysis.summary
+    options = analysis.options
     stamp = summary.stamp
     fig_dir = folder / FIGURES_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -93,14 +75,12 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
         "diagnostics": figures.diagnostics(tree, stamp=stamp),
     }
     if sensitivity is not None:
-        from truecount.workflows.sensitivity import forest_plot
-
-        pngs["sensitivity"] = forest_plot(sensitivity[0], stamp=stamp)
+        pngs["sensitivity"] = figures.forest_plot(sensitivity[0], stamp=stamp)
     images: dict[str, bytes] = {}
     for name, fig in pngs.items():
         images[name] = figures.figure_png(fig)
         (fig_dir / f"{name}.png").write_bytes(images[name])
-    blocks = _blocks(tree, case, spec, summary, verdict, table, options, sensitivity)
+    blocks = _blocks(analysis, case, spec, sensitivity)
     written = [folder / REPORT_MD, folder / REPORT_HTML, folder / SUMMARY_CSV, folder / TABLE_TEX]
     written[0].write_text(render_markdown(blocks), encoding="utf-8")
     written[1].write_text(render_html(blocks, images, title=f"truecount report: {case.title}"),
@@ -113,9 +93,9 @@ def write_report(folder: Path, tree: xr.DataTree, case: Case, spec: Spec,
 # -- content ----------------------------------------------------------------------------------------
 
 
-def _blocks(tree: xr.DataTree, case: Case, spec: Spec, summary: Summary, verdict: GateResult,
-            table: pd.DataFrame, options: ReportOptions,
+def _blocks(analysis: Analysis, case: Case, spec: Spec,
             sensitivity: tuple[list[Any], dict[str, Any]] | None = None) -> list[Block]:
+    tree, summary, options = analysis.tree, analysis.summary, analysis.options
     attrs = tree.attrs
     kind_name = INTERVAL_KINDS[options.kind]
     b: list[Block] = [("h", 1, f"truecount report: {case.title}")]
@@ -173,9 +153,9 @@ def _blocks(tree: xr.DataTree, case: Case, spec: Spec, summary: Summary, verdict
         b.append(("ul", warnings))
 
     b += _methods(tree, case, spec)
-    b += _diagnostics(summary, verdict, table)
-    b += _predictive(tree)
-    b += _sensitivity(tree, case, sensitivity)
+    b += _diagnostics(summary, analysis.verdict, analysis.table)
+    b += _predictive(analysis)
+    b += _sensitivity(analysis, case, sensitivity)
     b += _barg(summary, sensitivity is not None)
     b += [("h", 2, "Reproduce"),
           ("pre", _reproduce(tree, case, spec))]
@@ -281,23 +261,18 @@ def _diagnostics(summary: Summary, verdict: GateResult, table: pd.DataFrame) -> 
     return b
 
 
-def _predictive(tree: xr.DataTree) -> list[Block]:
+def _predictive(analysis: Analysis) -> list[Block]:
     b: list[Block] = [("h", 2, "Posterior predictive check")]
-    pp = tree["posterior_predictive"].to_dataset()
-    observed = tree["constant_data"].to_dataset()["claim_value"]
     items = []
-    for claim in observed["claim"].values:
-        rep = pp["claim_value"].sel(claim=claim).values.ravel()
-        y = float(observed.sel(claim=claim))
-        items.append(f"Claim {claim} ({y:,.0f}): {_share(rep < y)} of replicated claims are "
-                     f"lower, {_share(rep == y)} equal (after rounding).")
-    if "evidence_reports_failed" in pp and "observed_data" in tree.children:
-        seen = tree["observed_data"].to_dataset()["evidence_reports_failed"]
-        for ev in seen["evidence"].values:
-            rep = pp["evidence_reports_failed"].sel(evidence=ev).values.ravel()
-            k = int(seen.sel(evidence=ev))
-            items.append(f"Evidence {ev} ({k} failed reports): {_share(rep < k)} of replicates "
-                         f"are lower, {_share(rep == k)} equal.")
+    for check in analysis.predictive:
+        if check.kind == "claim":
+            items.append(f"Claim {check.id} ({check.observed:,.0f}): {check.share_lower:.0%} of "
+                         f"replicated claims are lower, {check.share_equal:.0%} equal (after "
+                         "rounding).")
+        else:
+            items.append(f"Evidence {check.id} ({check.observed:.0f} failed reports): "
+                         f"{check.share_lower:.0%} of replicates are lower, "
+                         f"{check.share_equal:.0%} equal.")
     b.append(("ul", items))
     b.append(("p", "A claim far in either tail of its replicates would say the model cannot "
                    "produce it; replicated claims are drawn by the same generative story "
@@ -306,13 +281,8 @@ def _predictive(tree: xr.DataTree) -> list[Block]:
     return b
 
 
-def _sensitivity(tree: xr.DataTree, case: Case,
+def _sensitivity(analysis: Analysis, case: Case,
                  sensitivity: tuple[list[Any], dict[str, Any]] | None) -> list[Block]:
-    from truecount.workflows.sensitivity import (
-        PSENSE_THRESHOLD,
-        conclusions,
-        power_scaling,
-    )
 
     b: list[Block] = [("h", 2, "Sensitivity")]
     if sensitivity is None:
@@ -344,15 +314,15 @@ def _sensitivity(tree: xr.DataTree, case: Case,
         for claim in claims:
             header += [f"inflation of {claim}", f"P({claim} possible)"]
         b.append(("table", [*header, "gate", "fit"], table))
-        b.append(("ul", conclusions(rows)))
+        b.append(("ul", list(meta.get("conclusions", ()))))
         b.append(("img", "sensitivity", "True enrolments and each claim's inflation under every "
                                         "alternative"))
     b.append(("h", 3, "Power-scaling sensitivity of this fit"))
-    if "log_prior" not in tree.children:
+    ps = analysis.power_scaling
+    if ps is None:
         b.append(("p", "Not available: this run was fitted before truecount stored the log prior "
                        "and log likelihood with each fit. Refit to add it."))
         return b
-    ps = power_scaling(tree)
     b.append(("p", "How much each quantity's posterior moves when the prior, or the likelihood, is "
                    "raised to a power near 1 (Kallioinen et al. 2024, `arviz_stats.psense`, by "
                    "importance weighting, no refits). Values at or above "
@@ -363,9 +333,6 @@ def _sensitivity(tree: xr.DataTree, case: Case,
                for q, row in ps.iterrows()]))
     return b
 
-
-def _share(mask: np.ndarray) -> str:
-    return f"{float(np.mean(mask)):.0%}"
 
 
 def _barg(summary: Summary, refits: bool) -> list[Block]:

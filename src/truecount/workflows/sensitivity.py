@@ -12,11 +12,11 @@ Two complementary checks.
   physically possible", "the truth is below the smallest claim") holds under every converged
   alternative. The fits run on :func:`truecount.workflows.runner.run_tasks` (in this process or on Dask
   workers), each worker compiling a model once per spec and reusing it for readings.
-* **Power-scaling sensitivity** (:func:`power_scaling`, Kallioinen et al. 2024, via
-  ``arviz_stats.psense``) of one fit: how much the posterior of each headline quantity moves when
-  the prior or the likelihood is raised to a power near 1, by importance weighting, without refits.
-  It reads the ``log_prior`` and ``log_likelihood`` groups that :class:`truecount.inference.fitter.Fitter`
-  stores with every fit.
+* **Power-scaling sensitivity** of one fit
+  (:func:`truecount.inference.analysis.power_scaling`, Kallioinen et al. 2024, via
+  ``arviz_stats.psense``): how much the posterior of each headline quantity moves when the prior
+  or the likelihood is raised to a power near 1, by importance weighting, without refits. Every
+  :class:`~truecount.inference.analysis.Analysis` offers it; the report shows it.
 
 :func:`write_outputs` writes a folder (``sensitivity.json``, ``sensitivity.csv``,
 ``sensitivity.txt``, ``forest.png``, the generated spec files) that ``truecount report RUN_DIR
@@ -35,13 +35,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from truecount.errors import InputError
-from truecount.inference.results import Interval, format_number, quantity_table, summarize
+from truecount.inference.analysis import Options, fit_and_analyse
+from truecount.inference.results import Interval, format_number
 from truecount.inputs.case import load_case
 from truecount.inputs.spec import DISTRIBUTIONS, PARAMETERS, STRUCTURE, load_spec, resolve_spec_path
-from truecount.quantities import PSENSE
 
 #: The alternatives shipped for every case that has the matching readings.
 DEFAULT_ALTERNATIVES = (
@@ -50,10 +48,6 @@ DEFAULT_ALTERNATIVES = (
 )
 #: A claim counts as "not physically possible" below this posterior probability.
 IMPOSSIBLE_BELOW = 0.05
-#: Headline quantities whose power-scaling sensitivity is reported (:data:`truecount.quantities.PSENSE`).
-PSENSE_QUANTITIES = PSENSE
-#: Power-scaling sensitivity above this is "sensitive" (Kallioinen et al. 2024).
-PSENSE_THRESHOLD = 0.05
 RESULTS_FILE = "sensitivity.json"
 
 
@@ -195,18 +189,17 @@ def fit_alternative(task: Task) -> Row:
     With ``task.retry``, a fit that fails the diagnostics gate is refitted once, with smaller
     steps (divergences) or twice the draws (low ESS); the row says so. The refit is gated too.
     """
-    from truecount.inference.fitter import fit_gated
     from truecount.workflows.runner import compiled
 
     fitter, case = compiled(task.case, task.spec, task.readings)
-    tree, verdict, note = fit_gated(fitter, case, draws=task.draws, tune=task.tune,
-                                    chains=task.chains, seed=task.seed, cores=task.cores,
-                                    target_accept=task.target_accept, retry=task.retry)
+    analysis = fit_and_analyse(fitter, case, Options(mass=task.mass), draws=task.draws,
+                               tune=task.tune, chains=task.chains, seed=task.seed,
+                               cores=task.cores, target_accept=task.target_accept,
+                               retry=task.retry)
+    tree, verdict, summary = analysis.tree, analysis.verdict, analysis.summary
     draws, target_accept = tree.attrs["draws"], tree.attrs["target_accept"]
-    refit = f"; {note}" if note else ""
+    refit = f"; {analysis.note}" if analysis.note else ""
     settings = (f"{task.chains} x {draws:,} draws, target_accept {target_accept:g}{refit}")
-    table = quantity_table(tree, verdict, tuple(sorted({0.9, 0.95, task.mass})))
-    summary = summarize(tree, verdict, table, mass=task.mass)
     claims = {c.id: {"value": c.value, "inflation": c.inflation, "p_possible": c.p_possible,
                      "p_possible_text": c.p_possible_text} for c in summary.claims}
     return Row(task.name, task.readings, fitter.spec.id, verdict.passed, summary.true_enrolments,
@@ -335,40 +328,6 @@ def table_rows(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def forest_plot(rows: list[Row], stamp: str | None = None) -> Any:
-    """Intervals of true enrolments and of each claim's inflation under every alternative."""
-    from matplotlib.figure import Figure
-
-    claims = list(rows[0].claims)
-    fig = Figure(figsize=(8.2, 1.2 + 0.45 * len(rows)), layout="constrained")
-    axes = fig.subplots(1, 1 + len(claims), sharey=True, squeeze=False)[0]
-    y = np.arange(len(rows))[::-1]
-    panels = [("true enrolments (people)", [r.true_enrolments for r in rows])]
-    panels += [(f"inflation of {c}", [r.claims[c]["inflation"] for r in rows]) for c in claims]
-    for ax, (title, intervals) in zip(axes, panels, strict=True):
-        for yi, iv, row in zip(y, intervals, rows, strict=True):
-            color = "#4477aa" if row.gate_passed else "#b00020"
-            ax.plot([iv.lower, iv.upper], [yi, yi], color=color, linewidth=2)
-            ax.plot([iv.median], [yi], "o", color=color)
-        ax.set_xscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.grid(True, axis="x", alpha=0.3)
-    axes[0].set_yticks(y, [r.name for r in rows], fontsize=8)
-    for value in (c["value"] for c in rows[0].claims.values()):
-        axes[0].axvline(value, color="0.5", linestyle=":", linewidth=1)
-    mass = rows[0].true_enrolments.mass
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color="#4477aa", marker="o", label="passed the diagnostics gate"),
-               Line2D([], [], color="#b00020", marker="o",
-                      label="failed the gate: do not quote"),
-               Line2D([], [], color="0.5", linestyle=":", label="the claims")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    fig.suptitle(f"Sensitivity: medians and {mass:.0%} intervals"
-                 + (f"\n{stamp}" if stamp else ""), fontsize=10)
-    return fig
-
-
 def render(rows: list[Row]) -> str:
     """The side-by-side table as plain text."""
     lines = []
@@ -387,42 +346,6 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def power_scaling(tree: Any, quantities: tuple[str, ...] = PSENSE_QUANTITIES) -> Any:
-    """Power-scaling prior and likelihood sensitivity of the headline quantities of one fit.
-
-    A :class:`pandas.DataFrame` indexed by quantity (``name[coordinate]`` per channel or claim) with
-    columns ``prior``, ``likelihood`` (the cumulative Jensen-Shannon distance per unit change of
-    the power, from ``arviz_stats.psense``) and ``diagnosis`` in words. Needs the ``log_prior`` and
-    ``log_likelihood`` groups every fit stores.
-    """
-    import logging
-
-    import arviz_stats
-
-    post = tree["posterior"]
-    names = [q for q in quantities if q in post.data_vars]
-    quiet = logging.getLogger("arviz_stats.psense")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its advice is a link; the diagnosis column says it in words
-    try:
-        table = arviz_stats.psense_summary(tree, var_names=names, threshold=PSENSE_THRESHOLD)
-    finally:
-        quiet.setLevel(level)
-    table["diagnosis"] = [_psense_words(p, like) for p, like in
-                          zip(table["prior"], table["likelihood"], strict=True)]
-    return table
-
-
-def _psense_words(prior: float, likelihood: float) -> str:
-    if prior >= PSENSE_THRESHOLD and likelihood >= PSENSE_THRESHOLD:
-        return "prior and data both move it (prior-data conflict or weakly identified)"
-    if prior >= PSENSE_THRESHOLD:
-        return "the prior moves it, the data little: an assumption, not a finding"
-    if likelihood >= PSENSE_THRESHOLD:
-        return "driven by the data"
-    return "insensitive to both"
-
-
 def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Path | None = None,
                   stamp: str | None = None, force: bool = False) -> Path:
     """Write a sensitivity folder (JSON, CSV, text, forest plot, generated specs) into ``out``.
@@ -433,7 +356,7 @@ def write_outputs(out: Path, rows: list[Row], meta: dict[str, Any], spec_dir: Pa
     """
     import pandas as pd
 
-    from truecount.outputs.figures import figure_png
+    from truecount.outputs.figures import figure_png, forest_plot
     from truecount.outputs.runs import claimed
 
     with claimed(out, force, RESULTS_FILE) as claim, claim.written_whole() as tmp:
@@ -460,5 +383,5 @@ def load_outputs(folder: Path) -> tuple[list[Row], dict[str, Any]]:
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(path, "rows", f"unreadable ({type(exc).__name__})",
                          "the file as `truecount sensitivity` wrote it", "Rerun it.") from None
-    meta = {k: v for k, v in data.items() if k not in ("rows", "conclusions")}
+    meta = {k: v for k, v in data.items() if k != "rows"}  # with the conclusions as written
     return rows, meta
