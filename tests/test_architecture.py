@@ -82,3 +82,32 @@ def test_no_module_imports_a_higher_layer():
             if _layer(imported) > _layer(module):
                 upward.append(f"{module} imports {imported}")
     assert upward == []
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """An installed truecount needs nothing pyproject.toml does not ask for (dev tools included)."""
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {Requirement(r).name.lower().replace("_", "-") for r in project["dependencies"]}
+    providers = packages_distributions()
+    undeclared = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top == "truecount" or top in sys.stdlib_module_names:
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
+                if not dists & declared:
+                    undeclared.add(f"{top} ({path.relative_to(PACKAGE)})")
+    assert sorted(undeclared) == []

@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     fitp.add_argument("case", help="case file (TOML)")
     fitp.add_argument("--spec", default="baseline",
-                      help="model spec: a path, or a name in models/ (default: baseline)")
+                      help="model spec: a path, or the name of a shipped spec "
+                      "(default: baseline)")
     fitp.add_argument("--reading", action="append", default=[], metavar="NAME",
                       help="apply an alternative reading defined in the case (repeatable)")
     fitp.add_argument("--out", metavar="DIR", help="run folder (default: results/CASE_ID)")
