@@ -52,6 +52,60 @@ def _case(tmp_path: Path, evidence: bool) -> Path:
     return path
 
 
+def two_channel_case(tmp_path: Path) -> Path:
+    """KSS with a second channel (a desk, 2 lines, other hours and days), claims that count each
+    funnel quantity (and one unclear), and evidence with counts about both channels."""
+    text = KSS.read_text(encoding="utf-8")
+    desk = """
+[[channels]]
+id = "desk"
+kind = "phone_lines"
+servers = 2
+opens = "10:00"
+closes = "14:30"
+first_day = 2021-11-23
+last_day = 2021-11-25
+
+[[channels.cites]]
+source = "malik_knights_2021"
+quote = "a test channel"
+"""
+    claims = "".join(f"""
+[[claims]]
+id = "{counts}_{value}"
+value = {value}
+rounding = {rounding}
+date = {date}
+counts = "{counts}"
+presented_as = "registrations"
+cumulative = true
+by = "test"
+source = "malik_knights_2021"
+quote = "a test claim"
+""" for counts, value, rounding, date in (
+        ("registrations", 2000, 1, "2021-11-22"), ("answered", 3000, 100, "2021-11-23"),
+        ("attempts", 60000, 10000, "2021-11-24"), ("unclear", 80000, 1000, "2021-11-25")))
+    evidence = """
+[[evidence]]
+id = "desk_reports"
+channel = "desk"
+failed = 3
+succeeded = 9
+source = "malik_knights_2021"
+quote = "a test report"
+"""
+    marker = "# -- alternative readings"
+    text = text.replace(marker, desk + "\n" + marker, 1)
+    start = text.index("# -- published claims")
+    end = text.index("# -- evidence about reaching the lines")
+    text = text[:start] + claims + "\n" + text[end:]
+    marker = "# -- third-party arithmetic"
+    text = text.replace(marker, evidence + "\n" + marker, 1)
+    path = tmp_path / "two_channels.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 CASES = [(c, True) for c in COMBINATIONS] + [(COMBINATIONS[0], False)]
 CASE_IDS = [*IDS, f"{IDS[0]}-no-evidence"]
 
@@ -111,3 +165,29 @@ def test_every_combination_of_switches_fits(tmp_path, switches, evidence):
     assert dict(posterior.sizes)["draw"] == 100
     assert np.all(np.isfinite(posterior["true_enrolments_total"].values))
     assert ("daily_retention" in posterior) == (switches["demand"] == "decaying")
+
+
+def test_the_equations_agree_on_a_two_channel_case(tmp_path):
+    """Two channels of different size and hours, a claim of each funnel quantity, evidence with
+    counts about each channel: NumPy and PyTensor give the same Deterministics."""
+    case = load_case(two_channel_case(tmp_path))
+    assert len(case.channels) == 2 and len(case.evidence) == 2
+    assert_forward_equals_model(build_model(case, load_spec("baseline")), draws=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("switches", COMBINATIONS, ids=IDS)
+def test_the_equations_agree_on_a_two_channel_case_under_every_switch(tmp_path, switches):
+    assert_forward_equals_model(build_model(load_case(two_channel_case(tmp_path)),
+                                            load_spec(_spec(tmp_path, switches))))
+
+
+@pytest.mark.slow
+def test_a_two_channel_case_fits_with_the_default_sampler(tmp_path):
+    fitter = Fitter.for_case(load_case(two_channel_case(tmp_path)), load_spec("baseline"))
+    tree = fitter.fit(draws=100, tune=200, chains=2, seed=0)
+    posterior = tree["posterior"]
+    assert posterior.sizes["channel"] == 2 and posterior.sizes["claim"] == 4
+    assert np.all(np.isfinite(posterior["true_enrolments_total"].values))
+    assert np.all(posterior["capacity"].sel(channel="desk") < posterior["capacity"].sel(
+        channel="kss_phones"))  # 2 lines for 4.5 hours on 3 days against 6 for 11 hours on 5
