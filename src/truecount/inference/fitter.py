@@ -48,7 +48,7 @@ from truecount.inputs.spec import Spec
 from truecount.model import equations
 from truecount.model.build import build_model, model_info
 from truecount.model.data import model_inputs, model_structure
-from truecount.model.simulate import claims_from_funnel, draw_parameters, realize_counts
+from truecount.model.simulate import draw_parameters, published_claims, realize_counts
 from truecount.quantities import FUNNEL, PARAMETERS, QUANTITY
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -409,11 +409,8 @@ class Fitter:
         counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"],
                                           rng)
         y = inputs["claim_value"]
-        funnel = det["funnel_at_claim"].copy()
-        funnel[..., 0] = at_claim
-        claims, _, _ = claims_from_funnel(
-            funnel, inputs["claim_quantity"], np.asarray(structure["unclear"]),
-            inputs["claim_rounding"], params, sigma_u, structure["honest_claims"], rng)
+        claims, _, _ = published_claims(det, inputs, structure, params, sigma_u, rng,
+                                        inputs["claim_rounding"])
         sd = SAMPLE_DIMS
         data: dict[str, Any] = {}
         values = dict(params) | det | {

@@ -62,11 +62,8 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     sigma_u = spec.priors["log_inflation"].params["sigma"]
     det = equations.numpy_deterministics(inputs, structure, params, sigma_u)
     counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"], rng)
-    # As the model assumes, a claim reports the expected funnel quantity at its date (the model
-    # conditions on it; the Poisson count is drawn around it), rounded to two figures.
-    values, honest, counted = claims_from_funnel(
-        det["funnel_at_claim"], inputs["claim_quantity"], np.asarray(structure["unclear"]),
-        None, params, sigma_u, structure["honest_claims"], rng)
+    # Rounded to two figures (a simulated campaign has no stated rounding).
+    values, honest, counted = published_claims(det, inputs, structure, params, sigma_u, rng, None)
     units = significant_rounding(values)
     evidence = []
     if structure["has_evidence"]:
@@ -177,3 +174,19 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
     unit = significant_rounding(raw) if rounding is None else rounding
     values = np.maximum(np.round(raw / unit) * unit, unit)
     return values, honest, counted
+
+
+def published_claims(det: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
+                     structure: dict[str, Any], params: dict[str, Any], sigma_u: float,
+                     rng: np.random.Generator, rounding: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Published claims as the model assumes them, from its Deterministics ``det``.
+
+    Each claim reports the *expected* funnel quantity at its date (``funnel_at_claim``: the model
+    conditions the claims on it, and the Poisson count is drawn around it), through
+    :func:`claims_from_funnel`. The simulator (``rounding=None``: two significant figures) and the
+    fitter's prior and posterior predictive draws (the case's rounding) both call this.
+    """
+    return claims_from_funnel(det["funnel_at_claim"], inputs["claim_quantity"],
+                              np.asarray(structure["unclear"], dtype=bool), rounding, params,
+                              sigma_u, bool(structure["honest_claims"]), rng)
