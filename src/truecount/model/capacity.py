@@ -55,6 +55,7 @@ __all__ = [
     "log_blocking_slope",
     "max_registrations",
     "offered_load",
+    "registrations_per_hour",
     "required_days",
     "required_handle_time",
 ]
@@ -225,6 +226,16 @@ def carried_load(servers: int, load: ArrayLike) -> FloatArray:
     return _floats(np.where(np.isinf(a), float(servers), carried))
 
 
+def registrations_per_hour(servers: Any, handle_time_min: Any, attended_share: Any = 1.0) -> Any:
+    """Most registrations an open hour: every attended line busy, ``servers * share * 60 / tau``.
+
+    Plain arithmetic on any array type, so the model's capacity
+    (:mod:`truecount.model.equations`, NumPy or PyTensor) and the capacity table are this one
+    formula.
+    """
+    return servers * attended_share * 60.0 / handle_time_min
+
+
 def max_registrations(
     servers: ArrayLike,
     open_hours: ArrayLike,
@@ -238,10 +249,9 @@ def max_registrations(
     reached only under unlimited demand (blocking -> 1, every line always busy). ``open_hours`` is
     per line (the hours the channel is open), not line-hours.
     """
-    return _floats(
-        _floats(servers) * _floats(open_hours) * _floats(attended_share)
-        * 60.0 / _floats(handle_time_min) * _floats(enrol_share)
-    )
+    per_hour = registrations_per_hour(_floats(servers), _floats(handle_time_min),
+                                      _floats(attended_share))
+    return _floats(per_hour * _floats(open_hours) * _floats(enrol_share))
 
 
 def required_handle_time(claim: ArrayLike, line_hours: ArrayLike) -> FloatArray:
@@ -261,7 +271,8 @@ def required_days(
     ``claim * handle_time_min / (60 * line_hours_per_day)``, with ``line_hours_per_day`` the lines
     times the hours they are open each day (6 lines round the clock: 144).
     """
-    return _floats(_floats(claim) * _floats(handle_time_min) / (60.0 * _floats(line_hours_per_day)))
+    per_day = registrations_per_hour(_floats(line_hours_per_day), _floats(handle_time_min))
+    return _floats(_floats(claim) / per_day)
 
 
 def _floats(x: ArrayLike) -> FloatArray:

@@ -231,7 +231,7 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
     out = {"blocking": blocking, "attempts": attempts,
            "expected_enrolments": flows["expected"],
            "unanswered_attempts": b.named("unanswered_attempts", attempts - flows["answered"])}
-    per_hour = inputs["servers"] * share * 60.0 / params["handle_time"]  # most per open hour
+    per_hour = capacity.registrations_per_hour(inputs["servers"], params["handle_time"], share)
     total_hours = hours.sum(axis=-1)
     out["capacity"] = b.named("capacity", per_hour * total_hours)
     out["capacity_at_claim"] = b.named(
