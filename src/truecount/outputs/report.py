@@ -196,7 +196,7 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
                 "u[k] = 0 (honest, prob. pi)  or  u[k] ~ HalfNormal(sigma_u), integrated out\n"
                 "f[c] = sum_d attempts (1 - s (1 - B)) / sum_d attempts  share of attempts failing\n"
                 "failed[j] ~ Binomial(n[j], psi f / (psi f + 1 - f))     psi: reporting bias"),
-        ("p", "The full derivation is in the docstring of `truecount.model.build`. Priors, each with "
+        ("p", "The full derivation is in the docstring of `truecount.model.equations`. Priors, each with "
               "the reason given in the spec file:"),
     ]
     rows = [[name, PARAMETERS[name].meaning, p.describe(), p.reason]
@@ -342,7 +342,8 @@ def _barg(summary: Summary, refits: bool) -> list[Block]:
         ["1A Data variables", "Methods: Data and sources", "yes"],
         ["1B Likelihood and parameters", "Methods (words and formulas)", "yes"],
         ["1C Priors, justified", "Methods: priors table with reasons", "yes"],
-        ["1D Formal specification", "Methods formulas; truecount.model.build docstring", "yes"],
+        ["1D Formal specification", "Methods formulas; truecount.model.equations docstring",
+         "yes"],
         ["1E Prior predictive check", "Headline: prior-data conflict check (parameters against "
                                       "their prior draws, claims and reports against the prior "
                                       "predictive); prior draws in posterior.nc (prior, "
