@@ -1,8 +1,12 @@
 """truecount: how many people really enrolled in a recruitment drive.
 
-The data flow is one way: ``case + spec -> model -> posterior -> gate -> results -> report``.
-This package so far holds the first steps: case files (:func:`load_case`), model specs
-(:func:`load_spec`) and the capacity arithmetic they rest on (:mod:`truecount.model.capacity`).
+The data flow is one way: ``case + spec -> model -> posterior -> gate -> results -> report``, in
+subpackages that follow it: :mod:`truecount.inputs` (case files, :func:`load_case`; model specs,
+:func:`load_spec`), :mod:`truecount.model` (capacity arithmetic, the equations written once, the
+PyMC model, simulation), :mod:`truecount.inference` (samplers, the gate, the analysis),
+:mod:`truecount.outputs` (run folders, the report, figures) and :mod:`truecount.workflows` (many
+fits: calibration, sensitivity). Every quantity is named once, in :mod:`truecount.quantities`.
+Importing this package loads only the input layer; the rest is imported where it is used.
 """
 
 from importlib.metadata import PackageNotFoundError, version
