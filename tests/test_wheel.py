@@ -94,4 +94,6 @@ def test_the_installed_command_runs_outside_the_checkout(installed: Path, tmp_pa
     summary = json.loads(fit.stdout)
     assert summary["spec_id"] == "baseline" and summary["case_id"] == "kss_2021"
     assert (tmp_path / "run" / "posterior.nc").is_file()
+    info = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert info["environment"]["requirements_lock_sha256"] is None  # no checkout, no lock file
     assert not (ROOT / "run").exists()

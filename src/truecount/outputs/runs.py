@@ -45,8 +45,17 @@ SUMMARY = "summary.json"
 DIAGNOSTICS = "diagnostics.csv"
 RUN = "run.json"
 INPUTS = "inputs"
+def _checkout_lock() -> Path | None:
+    """The pinned versions of the checkout this package runs from (None when installed)."""
+    package = Path(__file__).resolve().parents[1]  # src/truecount in a checkout
+    root = package.parents[1]
+    if package.parent.name == "src" and (root / "pyproject.toml").is_file():
+        return root / "requirements.lock"
+    return None
+
+
 #: The pinned versions of a checkout (an installed wheel has none; run.json then records null).
-LOCK_FILE = Path(__file__).resolve().parents[3] / "requirements.lock"
+LOCK_FILE = _checkout_lock()
 
 
 def check_writable(out: Path, force: bool, marker: str = RUN) -> None:
@@ -309,7 +318,8 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "requirements_lock_sha256": _sha256(LOCK_FILE) if LOCK_FILE.is_file() else None,
+        "requirements_lock_sha256": (_sha256(LOCK_FILE) if LOCK_FILE is not None
+                                     and LOCK_FILE.is_file() else None),
         "packages_sha256": hashlib.sha256(frozen.encode()).hexdigest(),
         "packages": dict(sorted(packages.items())),
     }
