@@ -109,7 +109,7 @@ BAD_CASES = [
     ('opens = "09:00"', 'opens = "9am"', "channels[0].opens", "HH:MM"),
     ("last_day = 2021-11-25", "last_day = 2021-11-20", "channels[0].last_day", "on or after"),
     ("value = 23000", "value = 23500", "claims[0].value", "multiple of rounding"),
-    ("value = 49000", "value = 19000", "claims[1].value", "Cumulative claims cannot fall"),
+    ("value = 49000", "value = 19000", "claims[1].value", "Running totals cannot fall"),
     ("value = 23000", "value = 0", "claims[0].value", ">= 1"),
     ('counts = "unclear"', 'counts = "people"', "claims[0].counts", "'registrations'"),
     ("date = 2021-11-21  #", 'date = "21 Nov"  #', "claims[0].date", "no quotes"),

@@ -6,7 +6,6 @@ import pytest
 from pytensor.graph.traversal import applys_between
 
 from truecount import load_case, load_spec
-from truecount.errors import InputError
 from truecount.model import capacity
 from truecount.model.build import build_model, erlang_b_pt
 from truecount.model.data import arrays, model_inputs
@@ -80,15 +79,6 @@ def test_expected_enrolments_never_exceed_capacity_in_prior_draws(kss_path, base
         ceiling = (6 * inputs["open_hours"] * params["attended_share"][:, None]
                    * params["enrol_share"][:, None] * 60 / params["handle_time"][:, None])
         assert np.all(flows["expected"] <= ceiling * (1 + 1e-9))
-
-
-def test_non_cumulative_claims_are_refused_with_a_clear_line(tmp_path, kss_path, baseline_path):
-    text = kss_path.read_text(encoding="utf-8").replace("cumulative = true", "cumulative = false",
-                                                        1)
-    path = tmp_path / "case.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(InputError, match=r"claims\[0\]\.cumulative: found false"):
-        build_model(load_case(path), load_spec(baseline_path))
 
 
 def test_structure_switches_change_the_graph(kss_path, baseline_path, tmp_path):

@@ -54,7 +54,8 @@ def _case(tmp_path: Path, evidence: bool) -> Path:
 
 def two_channel_case(tmp_path: Path) -> Path:
     """KSS with a second channel (a desk, 2 lines, other hours and days), claims that count each
-    funnel quantity (and one unclear), and evidence with counts about both channels."""
+    funnel quantity (and one unclear), a count for a day, a count for two hours about the desk
+    alone, and evidence with counts about both channels."""
     text = KSS.read_text(encoding="utf-8")
     desk = """
 [[channels]]
@@ -78,13 +79,16 @@ rounding = {rounding}
 date = {date}
 counts = "{counts}"
 presented_as = "registrations"
-cumulative = true
+cumulative = {"false" if extra.startswith("since") else "true"}
 by = "test"
 source = "malik_knights_2021"
 quote = "a test claim"
-""" for counts, value, rounding, date in (
-        ("registrations", 2000, 1, "2021-11-22"), ("answered", 3000, 100, "2021-11-23"),
-        ("attempts", 60000, 10000, "2021-11-24"), ("unclear", 80000, 1000, "2021-11-25")))
+{extra}""" for counts, value, rounding, date, extra in (
+        ("registrations", 2000, 1, "2021-11-22", ""),
+        ("answered", 300, 10, "2021-11-23T12:00:00", 'since = 2021-11-23T10:00:00\nchannel = "desk"'),
+        ("attempts", 60000, 10000, "2021-11-24", ""),
+        ("registrations", 700, 10, "2021-11-24", "since = 2021-11-24"),
+        ("unclear", 80000, 1000, "2021-11-25", "")))
     evidence = """
 [[evidence]]
 id = "desk_reports"
@@ -187,7 +191,7 @@ def test_a_two_channel_case_fits_with_the_default_sampler(tmp_path):
     fitter = Fitter.for_case(load_case(two_channel_case(tmp_path)), load_spec("baseline"))
     tree = fitter.fit(draws=100, tune=200, chains=2, seed=0)
     posterior = tree["posterior"]
-    assert posterior.sizes["channel"] == 2 and posterior.sizes["claim"] == 4
+    assert posterior.sizes["channel"] == 2 and posterior.sizes["claim"] == 5
     assert np.all(np.isfinite(posterior["true_enrolments_total"].values))
     assert np.all(posterior["capacity"].sel(channel="desk") < posterior["capacity"].sel(
         channel="kss_phones"))  # 2 lines for 4.5 hours on 3 days against 6 for 11 hours on 5

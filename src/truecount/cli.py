@@ -768,7 +768,8 @@ def render_capacity(result: CapacityResult) -> str:
         out.append("")
         out.append("handle time needed: the longest mean handle time at which the lines could "
                    "have registered the claim by its date; days needed: full days of operation at "
-                   "the stated hours and handle time.")
+                   "the stated hours and handle time. A count for a period is measured over its "
+                   "period, a claim about one channel against that channel alone.")
     if result.statements:
         out.append("")
         out.append("Statements in the case, for comparison:")

@@ -141,6 +141,11 @@ class Claim:
     cited: Sourced
     original_source: str | None = None
     note: str | None = None
+    #: Start of the period a count for a period covers (``cumulative = false``): aware, local.
+    since: dt.datetime | None = None
+    since_given: str = ""  # "date" (from the start of the day) or "datetime"; "" for a total
+    #: The one channel the claim is about (None: every channel of the case).
+    channel: str | None = None
 
     @property
     def day(self) -> dt.date:
@@ -153,6 +158,31 @@ class Claim:
         if self.time_given == "date":
             return f"{self.day} (end of day)"
         return f"{self.time:%Y-%m-%d %H:%M}"
+
+    @property
+    def period(self) -> str:
+        """What the claim covers in time: ``"up to 2021-11-21 (end of day)"`` for a running total.
+
+        For a period: ``"2021-11-22 to 2021-11-22 (end of day)"`` or ``"2021-11-22 09:00 to 12:00"``.
+        """
+        if self.since is None:
+            return f"up to {self.when}"
+        start = f"{self.since:%Y-%m-%d}" if self.since_given == "date" else \
+            f"{self.since:%Y-%m-%d %H:%M}"
+        end = self.when if self.time_given == "date" or self.time.date() != self.since.date() \
+            else f"{self.time:%H:%M}"
+        return f"{start} to {end}"
+
+    @property
+    def scope(self) -> str:
+        """``"all channels"`` or ``"channel kss_phones"``."""
+        return "all channels" if self.channel is None else f"channel {self.channel}"
+
+    @property
+    def series(self) -> tuple[str, str, str]:
+        """What a running total counts and where: totals of one series cannot fall."""
+        return (self.counts, self.presented_as if self.counts == "unclear" else "",
+                self.channel or "")
 
 
 @dataclass(frozen=True)
@@ -316,10 +346,12 @@ class Case:
 
         Variables: ``servers(channel)``; ``open_hours(channel, day)``; ``claim_value``,
         ``claim_rounding``, ``claim_cumulative``, ``claim_counts``, ``claim_presented_as``,
-        ``claim_time`` (UTC) ``(claim)``; ``claim_exposure(claim, channel, day)``: the share of each
-        day's open hours that falls before the claim; ``evidence_channel``, ``evidence_failed``,
-        ``evidence_succeeded`` (NaN where a strength is given instead), ``evidence_strength``
-        ("" where counts are given) ``(evidence)``.
+        ``claim_time`` (UTC), ``claim_channel`` (the one channel it is about, "" for all)
+        ``(claim)``; ``claim_exposure(claim, channel, day)``: the share of each
+        day's open hours the claim counts (before its date; for a count for a period, from the
+        period's start; zero on channels a claim about one channel does not name);
+        ``evidence_channel``, ``evidence_failed``, ``evidence_succeeded`` (NaN where a strength
+        is given instead), ``evidence_strength`` ("" where counts are given) ``(evidence)``.
         """
         tz = self.tz
         days = self.days
@@ -327,19 +359,30 @@ class Case:
         open_hours = np.array(
             [[c.open_hours_before(d, _end_of_day(d, tz), tz) for d in days] for c in self.channels]
         )
-        # A day wholly before a claim's local date is wholly before it (channels close by
-        # midnight), a day after it wholly after; only the claim's own day needs the clock.
         day_index = np.array([d.toordinal() for d in days])
-        exposure = np.zeros((len(self.claims), len(self.channels), len(days)))
-        for i, claim in enumerate(self.claims):
-            local = claim.time.astimezone(tz).date()
-            exposure[i] = (day_index < local.toordinal())[None, :] & (open_hours > 0)
+
+        def before(t: dt.datetime) -> np.ndarray:
+            """Share of each (channel, day)'s open hours before the instant ``t``."""
+            # A day wholly before t's local date is wholly before it (channels close by
+            # midnight), a day after it wholly after; only t's own day needs the clock.
+            local = t.astimezone(tz).date()
+            share = ((day_index < local.toordinal())[None, :] & (open_hours > 0)).astype(float)
             if local in days:
                 k = days.index(local)
                 for j, channel in enumerate(self.channels):
                     if open_hours[j, k] > 0:
-                        before = channel.open_hours_before(local, claim.time, tz)
-                        exposure[i, j, k] = before / open_hours[j, k]
+                        share[j, k] = channel.open_hours_before(local, t, tz) / open_hours[j, k]
+            return share
+
+        channel_ids = [c.id for c in self.channels]
+        exposure = np.zeros((len(self.claims), len(self.channels), len(days)))
+        for i, claim in enumerate(self.claims):
+            exposure[i] = before(claim.time)
+            if claim.since is not None:  # a count for a period: what falls before its start
+                exposure[i] -= before(claim.since)
+            if claim.channel is not None:  # about one channel: the others do not count
+                exposure[i, [j for j, c in enumerate(channel_ids) if c != claim.channel]] = 0.0
+        exposure = np.clip(exposure, 0.0, 1.0)  # differences of shares: no -0.0 or 1 + 1e-16
         ev = self.evidence
 
         def nan_int(x: int | None) -> float:
@@ -359,6 +402,8 @@ class Case:
                     [c.time.astimezone(dt.UTC).replace(tzinfo=None) for c in self.claims],
                     dtype="datetime64[s]")),
                 "claim_exposure": (("claim", "channel", "day"), exposure),
+                "claim_channel": ("claim", np.array([c.channel or "" for c in self.claims],
+                                                    dtype=str)),
                 "evidence_channel": ("evidence", np.array([e.channel for e in ev], dtype=str)),
                 "evidence_failed": ("evidence", np.array([nan_int(e.failed) for e in ev])),
                 "evidence_succeeded": ("evidence", np.array([nan_int(e.succeeded) for e in ev])),
@@ -447,7 +492,7 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
     for i, c in enumerate(channels):
         _check_channel(c, path, f"channels[{i}]", (window_start, window_end))
 
-    claims = [_parse_claim(f, cited, tz, (window_start, window_end))
+    claims = [_parse_claim(f, cited, tz, (window_start, window_end), channel_ids)
               for f in top.tables("claims", min_items=1)]
     _unique([c.id for c in claims], top, "claims")
 
@@ -569,7 +614,8 @@ def _check_channel(c: Channel, file: Path, where: str, window: tuple[dt.date, dt
                              f"the window ({window[0]} to {window[1]})", "Check the year.")
 
 
-def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo, window: tuple[dt.date, dt.date]) -> Claim:
+def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo, window: tuple[dt.date, dt.date],
+                 channel_ids: list[str]) -> Claim:
     when = f.date_or_datetime("date")
     day = when.date() if isinstance(when, dt.datetime) else when
     _check_year(f, "date", day)
@@ -589,6 +635,33 @@ def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo, window: tuple[dt.date, dt.
         raise f.error("value", f"{value:,}", f"a multiple of rounding ({rounding:,})",
                       "Set rounding to the precision the published figure shows.")
     original = f.text("original_source", required=False)
+    cumulative = bool(f.flag("cumulative"))
+    since, since_given = None, ""
+    if f.has("since"):
+        start = f.date_or_datetime("since")
+        if isinstance(start, dt.datetime):
+            since = start.replace(tzinfo=tz) if start.tzinfo is None else start.astimezone(tz)
+            since_given = "datetime"
+        else:
+            since = dt.datetime.combine(start, dt.time(0), tzinfo=tz)
+            since_given = "date"
+        if cumulative:
+            raise f.error("since", str(start), "no since for a running total (cumulative = true)",
+                          "A count for a period takes cumulative = false and since = its start.")
+        if since >= time:
+            raise f.error("since", str(start), f"a start before the claim's date ({when})",
+                          "A date-only since starts at 00:00 of that day; a date-only date ends "
+                          "at midnight after it.")
+    elif not cumulative:
+        raise f.error("since", "nothing (the field is missing)", "the start of the period the "
+                      "count covers (cumulative = false)",
+                      "Give since = the first day (or date-time) counted, e.g. since = 2021-11-22 "
+                      "for \"on the second day\".")
+    channel = f.text("channel", required=False)
+    if channel is not None and channel not in channel_ids:
+        raise f.error("channel", show(channel), "one of " + ", ".join(map(repr, channel_ids)),
+                      "Name the channel the claim is about, or leave channel out for all of "
+                      "them.")
     claim = Claim(
         id=f.req_text("id"),
         value=value,
@@ -596,24 +669,35 @@ def _parse_claim(f: Fields, cited: Any, tz: ZoneInfo, window: tuple[dt.date, dt.
         time_given=time_given,
         counts=f.req_text("counts", choices=CLAIM_COUNTS),
         presented_as=f.req_text("presented_as", choices=CLAIM_PRESENTED),
-        cumulative=bool(f.flag("cumulative")),
+        cumulative=cumulative,
         rounding=rounding,
         by=f.req_text("by"),
         cited=cited(f),
         original_source=original,
         note=f.text("note", required=False),
+        since=since,
+        since_given=since_given,
+        channel=channel,
     )
     f.finish()
     return claim
 
 
 def _falling_claims(case: Case) -> list[tuple[int, Claim, Claim]]:
-    """Cumulative claims below an earlier cumulative claim: (index, earlier, later)."""
-    cumulative = sorted(
-        ((c.time, i, c) for i, c in enumerate(case.claims) if c.cumulative), key=lambda t: t[:2]
-    )
-    return [(i, earlier, later) for (_, _, earlier), (_, i, later) in itertools.pairwise(cumulative)
-            if later.value < earlier.value]
+    """Running totals below an earlier total of the same series: (index, earlier, later).
+
+    Only like is compared with like: totals of the same quantity (``counts``, and for an unclear
+    claim what it was presented as) about the same channels (:attr:`Claim.series`). A count of
+    call attempts and a count of bookings are different steps of the funnel.
+    """
+    falling = []
+    for series in dict.fromkeys(c.series for c in case.claims if c.cumulative):
+        totals = sorted(((c.time, i, c) for i, c in enumerate(case.claims)
+                         if c.cumulative and c.series == series), key=lambda t: t[:2])
+        falling += [(i, earlier, later)
+                    for (_, _, earlier), (_, i, later) in itertools.pairwise(totals)
+                    if later.value < earlier.value]
+    return sorted(falling, key=lambda t: t[0])
 
 
 def _check_claims(case: Case) -> None:
@@ -622,8 +706,10 @@ def _check_claims(case: Case) -> None:
         i, earlier, later = falling[0]
         raise InputError(
             case.path, f"claims[{i}].value", f"{later.value:,} on {later.day}",
-            f"at least {earlier.value:,} (claim {earlier.id!r} is earlier and cumulative)",
-            "Cumulative claims cannot fall; mark one as cumulative = false if it counts a part.",
+            f"at least {earlier.value:,} (claim {earlier.id!r} is an earlier running total of "
+            f"the same quantity, {later.counts}, about {later.scope})",
+            "Running totals cannot fall; if one counts a period, set cumulative = false and "
+            "since = its start; if it is about one channel, name it with channel = ...",
         )
     for i, claim in enumerate(case.claims):
         if claim.original_source is not None and claim.original_source not in case.sources:

@@ -92,13 +92,18 @@ def override_channels(
 def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> CapacityResult:
     """Capacity of every channel of ``case`` and what each claim requires, at ``handle_time``."""
     channels = [_channel_bound(c, handle_time) for c in case.channels]
-    per_day = sum(c.line_hours_per_day for c in case.channels)
-    # Line-hours before each claim: the exposure the model uses, so the two cannot disagree.
+    # Line-hours each claim counts (before its date, within its period, on its channels): the
+    # exposure the model uses, so the two cannot disagree.
     ds = case.to_dataset()
     line_hours = ds.servers.values[:, None] * ds.open_hours.values  # (channel, day)
     before = (ds.claim_exposure.values * line_hours).sum(axis=(1, 2))
-    claims = [_claim_bound(claim.id, claim.value, claim.when, float(b), per_day, handle_time)
-              for claim, b in zip(case.claims, before, strict=True)]
+    claims = []
+    for claim, b in zip(case.claims, before, strict=True):
+        about = [c for c in case.channels if claim.channel in (None, c.id)]
+        per_day = sum(c.line_hours_per_day for c in about)
+        label = claim.when if claim.since is None and claim.channel is None else \
+            f"{claim.period}, {claim.scope}"
+        claims.append(_claim_bound(claim.id, claim.value, label, float(b), per_day, handle_time))
     statements = [
         {"id": s.id, "value": s.value, "unit": s.unit, "about": s.about, "source": s.cited.source}
         for s in case.statements

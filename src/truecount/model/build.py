@@ -206,11 +206,6 @@ def model_info(model: pm.Model) -> ModelInfo:
 
 
 def _check_supported(ds: xr.Dataset, spec: Spec) -> None:
-    for k, cumulative in enumerate(ds.claim_cumulative.values):
-        if not cumulative:
-            raise InputError(ds.attrs.get("case_file", "case"), f"claims[{k}].cumulative", "false",
-                             "true: only cumulative claims are modelled so far",
-                             "State the claim as a running total, or leave it out.")
     prior = spec.priors["log_inflation"]
     if prior.dist != "HalfNormal":
         raise InputError(spec.path, "priors.log_inflation.dist", repr(prior.dist), "'HalfNormal'",

@@ -58,8 +58,13 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
         is_open = open_hours > 0
         data["open_day_index"] = (cd, np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0)
                                   .astype(float))
+    channels = [str(c) for c in ds.channel.values]
+    about = [str(c) for c in ds.claim_channel.values] if "claim_channel" in ds else \
+        [""] * ds.sizes["claim"]
+    claim_channels = np.array([[1.0 if a in ("", c) else 0.0 for c in channels] for a in about])
     data.update(
         claim_exposure=(("claim", *cd), ds.claim_exposure.values.astype(float)),
+        claim_channels=(("claim", "channel"), claim_channels.reshape(len(about), len(channels))),
         claim_value=("claim", ds.claim_value.values.astype(float)),
         claim_rounding=("claim", ds.claim_rounding.values.astype(float)),
         claim_quantity=(("claim", "quantity"), quantity),
@@ -75,7 +80,6 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
             else:
                 failed.append(int(ds.evidence_failed.values[j]))
                 reports.append(int(ds.evidence_failed.values[j] + ds.evidence_succeeded.values[j]))
-        channels = list(ds.channel.values)
         channel_of = np.zeros((ds.sizes["evidence"], ds.sizes["channel"]))
         for j, ch in enumerate(ds.evidence_channel.values):
             channel_of[j, channels.index(ch)] = 1.0

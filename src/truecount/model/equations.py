@@ -38,8 +38,12 @@ Channel (per channel :math:`c` and calendar day :math:`d`)
     capacity :math:`S\, H\, s\, q \cdot 60/\tau`.
 
 Claims (per claim :math:`k` with published value :math:`y_k`)
-    A claim reports a quantity :math:`Q_k` on the funnel at its date, summed over the days before
-    it with weights :math:`e_{kcd}` (the share of the day's open hours before the claim):
+    A claim reports a quantity :math:`Q_k` on the funnel, summed over the channels and days it
+    covers with weights :math:`e_{kcd}`, the share of day :math:`d`'s open hours on channel
+    :math:`c` that the claim counts: for a running total, those before its date; for a count for
+    a period ("on the second day", "in the first three hours"), those between the period's start
+    and the claim's date; zero on every channel but the one a claim about one channel names
+    (:meth:`truecount.inputs.case.Case.to_dataset`):
     registrations :math:`\sum e\,\mu`, answered calls :math:`\sum e\,\text{answered}` or call
     attempts :math:`\sum e\,\text{attempts}`. On the log scale
     :math:`r_k = \log y_k - \log Q_k = u_k + \varepsilon_k`, with inflation :math:`u_k \ge 0` and
@@ -226,7 +230,10 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
     """
     flows = channel_flows(b, inputs, params, structure["demand"])
     hours = inputs["open_hours"]
-    exposure = inputs["claim_exposure"]
+    # What each claim counts: its period's share of each day's open hours, on the channels it is
+    # about (the case's exposure is already zero elsewhere; the mask also sets days_needed).
+    scope = inputs["claim_channels"]
+    exposure = inputs["claim_exposure"] * scope[:, :, None]
     attempts, blocking, share = flows["attempts"], flows["blocking"], params["attended_share"]
     out = {"blocking": blocking, "attempts": attempts,
            "expected_enrolments": flows["expected"],
@@ -237,8 +244,8 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
     out["capacity_at_claim"] = b.named(
         "capacity_at_claim", b.at_claims(exposure, [per_hour[..., None] * hours])[..., 0])
     open_days = b.maximum((hours > 0).sum(axis=-1), 1)
-    per_day = (per_hour * total_hours / open_days).sum(axis=-1)
-    out["days_needed"] = b.named("days_needed", inputs["claim_value"] / b.shared(per_day))
+    per_day = ((per_hour * total_hours / open_days)[..., None, :] * scope).sum(axis=-1)
+    out["days_needed"] = b.named("days_needed", inputs["claim_value"] / per_day)
     funnel = b.maximum(b.at_claims(exposure, [flows["expected"], flows["answered"], attempts]),
                        0.5)
     out["funnel_at_claim"] = b.named("funnel_at_claim", funnel)

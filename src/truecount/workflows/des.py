@@ -366,10 +366,23 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
         callers[c, days] = res.new_callers
 
     # -- claims: the realised funnel at each claim's date ----------------------------------------
-    whole_days = np.floor(ds.claim_exposure.values + 1e-9)  # (claim, channel, day): 1 if wholly before
-    at_claim = np.einsum("kcd,cd->k", whole_days, enrolments).astype(np.int64)
-    funnel = np.stack([np.einsum("kcd,cd->k", whole_days, q).astype(float)
-                       for q in (enrolments, answered, attempts)], axis=-1)
+    # What each claim counts: the days wholly in its period (on its channels), and of a day
+    # partly in it (a count for the first hours, a claim before closing time) a binomial share
+    # by the day's open hours, as demand is even over a day's hours; no draw where there is none.
+    exposure = ds.claim_exposure.values  # (claim, channel, day)
+    partial = (exposure > 1e-9) & (exposure < 1.0 - 1e-9)
+    whole = (exposure >= 1.0 - 1e-9).astype(float)
+
+    def counted(q: np.ndarray) -> np.ndarray:
+        per = whole * q[None]
+        if partial.any():
+            per[partial] = rng.binomial(np.broadcast_to(q, exposure.shape)[partial],
+                                        exposure[partial])
+        return np.asarray(per.sum(axis=(1, 2)))
+
+    at_claim = counted(enrolments).astype(np.int64)
+    funnel = np.stack([at_claim.astype(float), counted(answered).astype(float),
+                       counted(attempts).astype(float)], axis=-1)
     sigma_u = float(spec.priors["log_inflation"].params["sigma"])
     values, honest, counted = claims_from_funnel(
         funnel, model_inputs(ds, spec)["claim_quantity"].values, np.asarray(structure["unclear"], bool),
