@@ -373,16 +373,16 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     partial = (exposure > 1e-9) & (exposure < 1.0 - 1e-9)
     whole = (exposure >= 1.0 - 1e-9).astype(float)
 
-    def counted(q: np.ndarray) -> np.ndarray:
+    def within_claims(q: np.ndarray) -> np.ndarray:
         per = whole * q[None]
         if partial.any():
             per[partial] = rng.binomial(np.broadcast_to(q, exposure.shape)[partial],
                                         exposure[partial])
         return np.asarray(per.sum(axis=(1, 2)))
 
-    at_claim = counted(enrolments).astype(np.int64)
-    funnel = np.stack([at_claim.astype(float), counted(answered).astype(float),
-                       counted(attempts).astype(float)], axis=-1)
+    at_claim = within_claims(enrolments).astype(np.int64)
+    funnel = np.stack([at_claim.astype(float), within_claims(answered).astype(float),
+                       within_claims(attempts).astype(float)], axis=-1)
     sigma_u = float(spec.priors["log_inflation"].params["sigma"])
     values, honest, counted = claims_from_funnel(
         funnel, model_inputs(ds, spec)["claim_quantity"].values, np.asarray(structure["unclear"], bool),
