@@ -207,9 +207,10 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
     b.append(("p", f"Qualitative evidence is read as data by the spec's mapping: {mapping}. "
                    f"Why: {spec.evidence_strength_reason}"))
     b.append(("h", 3, "Data and sources"))
-    rows = [[c.id, f"{c.value:,} (rounded to {c.rounding:,})", str(c.day), c.counts,
+    rows = [[c.id, f"{c.value:,} (rounded to {c.rounding:,})",
+             c.period + ("" if c.channel is None else f", {c.scope}"), c.counts,
              c.by, f"\"{c.cited.quote}\" [{c.cited.source}]"] for c in case.claims]
-    b.append(("table", ["claim", "value", "date", "counts", "by", "quote [source]"], rows))
+    b.append(("table", ["claim", "value", "covers", "counts", "by", "quote [source]"], rows))
     rows = []
     for e in case.evidence:
         what = (f"{e.failed} failed, {e.succeeded} succeeded" if e.has_counts
