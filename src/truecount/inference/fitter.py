@@ -47,7 +47,7 @@ from truecount.inputs.case import Case
 from truecount.inputs.spec import Spec
 from truecount.model import equations
 from truecount.model.build import build_model, model_info
-from truecount.model.data import model_inputs, model_structure
+from truecount.model.data import arrays, model_inputs, model_structure
 from truecount.model.simulate import draw_parameters, published_claims, realize_counts
 from truecount.quantities import FUNNEL, PARAMETERS, QUANTITY
 
@@ -192,7 +192,7 @@ class Fitter:
             raise StructureError(
                 f"case {ds.attrs.get('case_id', '')!r} has another model structure "
                 f"({structure}) than the compiled one ({self.info.structure}); build a new Fitter")
-        inputs = {name: array.values for name, array in model_inputs(ds, self.spec).items()}
+        inputs = arrays(model_inputs(ds, self.spec))
         for name in self.data_names:
             expected = self.model[name].get_value().shape
             if inputs[name].shape != expected:

@@ -59,12 +59,11 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
         data["open_day_index"] = (cd, np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0)
                                   .astype(float))
     channels = [str(c) for c in ds.channel.values]
-    about = [str(c) for c in ds.claim_channel.values] if "claim_channel" in ds else \
-        [""] * ds.sizes["claim"]
+    about = [str(c) for c in ds.claim_channel.values]  # "" for a claim about every channel
     claim_channels = np.array([[1.0 if a in ("", c) else 0.0 for c in channels] for a in about])
     data.update(
         claim_exposure=(("claim", *cd), ds.claim_exposure.values.astype(float)),
-        claim_channels=(("claim", "channel"), claim_channels.reshape(len(about), len(channels))),
+        claim_channels=(("claim", "channel"), claim_channels),
         claim_value=("claim", ds.claim_value.values.astype(float)),
         claim_rounding=("claim", ds.claim_rounding.values.astype(float)),
         claim_quantity=(("claim", "quantity"), quantity),

@@ -93,7 +93,7 @@ import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
 from truecount.model import capacity
-from truecount.quantities import FUNNEL
+from truecount.quantities import FUNNEL, QUANTITIES
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,9 @@ NUMPY = Backend(
     per_evidence=lambda channel_of, x: np.einsum("ec,...c->...e", channel_of, x),
 )
 
-#: The model's Deterministics (:func:`deterministics` returns them, the model names them).
-DETERMINISTICS = ("blocking", "attempts", "expected_enrolments", "unanswered_attempts",
-                  "capacity", "capacity_at_claim", "days_needed", "funnel_at_claim",
-                  "claim_loglik", "p_honest", "p_counts_attempts", "failed_share")
+#: The model's Deterministics (:func:`deterministics` returns them, the model names them): the
+#: registry's quantities of kind "deterministic".
+DETERMINISTICS = tuple(q.name for q in QUANTITIES if q.kind == "deterministic")
 
 
 def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],

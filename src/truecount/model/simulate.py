@@ -67,9 +67,8 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     units = significant_rounding(values)
     evidence = []
     if structure["has_evidence"]:
-        p_report = equations.evidence_probability(
-            equations.NUMPY, det["failed_share"],
-            {k: np.asarray(v, float) for k, v in params.items()}, inputs)
+        p_report = equations.evidence_probability(equations.NUMPY, det["failed_share"], params,
+                                                  inputs)
     for j, item in enumerate(case.evidence):
         n = int(inputs["evidence_reports"][j])
         failed = int(rng.binomial(n, p_report[j]))

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from truecount.inference.analysis import PSENSE_THRESHOLD, Analysis, Options
+from truecount.inference.analysis import PSENSE_THRESHOLD, Analysis
 from truecount.inference.diagnostics import GateResult
 from truecount.inference.results import (
     CONFLICT,
@@ -45,9 +45,6 @@ FIGURES_DIR = "figures"
 #: Parameters shown in the diagnostics excerpt and the prior/posterior figure: the sampled ones.
 MAIN_PARAMETERS = SAMPLED
 
-
-#: What a report shows (interval kind and mass, thresholds): the analysis's options.
-ReportOptions = Options
 
 Block = tuple[Any, ...]
 
