@@ -212,6 +212,11 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--reading", action="append", default=[], metavar="NAME")
     cal.add_argument("--sims", type=_positive(int), default=200, help="simulations (default 200)")
     cal.add_argument("--simulator", choices=("sbc", "des"), default="sbc")
+    cal.add_argument("--inflation", default="prior", metavar="WORLD",
+                     help="how the simulator inflates claims: 'prior' (the spec's, default) or "
+                     "'log-uniform:MAX[:HONEST]', a world the prior does not describe: a share "
+                     "HONEST honest (default 0.15), the rest inflated by a factor log-uniform "
+                     "on 1-MAX (e.g. log-uniform:60:0.15)")
     cal.add_argument("--workers", type=_positive(int), default=2,
                      help="local Dask workers (default 2; 1 runs in this process)")
     cal.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
@@ -304,12 +309,19 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from truecount.outputs.runs import claimed
     from truecount.workflows.calibration import JOB_FILE, Job, read_job
 
+    from truecount.model.simulate import InflationWorld
+
     load_case(args.case, args.reading)  # bad input fails here, before any worker starts
     load_spec(args.spec)
+    try:
+        InflationWorld.parse(args.inflation)
+    except ValueError as exc:
+        raise InputError("--inflation", "", repr(args.inflation), str(exc),
+                         "Give --inflation prior, or e.g. --inflation log-uniform:60:0.15.") from None
     out = Path(args.out) if args.out else Path("results") / f"calibrate-{args.simulator}"
     job = Job(case=str(Path(args.case).resolve()), spec=args.spec, readings=tuple(args.reading),
               simulator=args.simulator, draws=args.draws, tune=args.tune, chains=args.chains,
-              cores=1, seed=args.seed)
+              cores=1, seed=args.seed, inflation=args.inflation)
     # A calibration folder is resumed in place: new, empty or one with job.json (never a folder of
     # other files), and claimed by one process at a time.
     with claimed(out, True, JOB_FILE, say=_note):
@@ -338,6 +350,8 @@ def _calibrate_into(args: argparse.Namespace, job: Any, out: Any) -> int:
         print(f"{row['mass']:.0%} intervals of true enrolments cover the truth in "
               f"{row['covered']}/{row['n']} = {row['rate']:.0%} (95% CI {row['ci_low']:.0%}-"
               f"{row['ci_high']:.0%}); median width {row['median_width']:,.0f}")
+    print(f"honest claims called impossible (P(possible) < 5%): "
+          f"{summary['honest_called_impossible']} of {summary['honest_claims']}")
     return 0
 
 

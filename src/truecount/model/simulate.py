@@ -30,6 +30,48 @@ from truecount.quantities import CHANNEL_PARAMETERS, FUNNEL, PARAMETERS
 
 
 @dataclass(frozen=True)
+class InflationWorld:
+    """How a simulator inflates claims when inflation is *not* drawn from the spec.
+
+    A share ``honest_share`` of claims is honest; the others are inflated by a factor spread
+    evenly on the log scale between 1 and ``max_factor`` (log-uniform). This is a world the
+    model's prior does not describe (a half-normal on the log factor, an honest share drawn from
+    its own prior), for checking that intervals hold when the prior is wrong
+    (``truecount calibrate --inflation log-uniform:60:0.15``).
+    """
+
+    max_factor: float = 60.0
+    honest_share: float = 0.15
+
+    #: How the command line and a calibration job write it.
+    PREFIX = "log-uniform"
+
+    @classmethod
+    def parse(cls, text: str) -> InflationWorld | None:
+        """``"prior"`` gives ``None``; ``"log-uniform:MAX[:HONEST]"`` a world; else ValueError."""
+        if text == "prior":
+            return None
+        kind, *numbers = text.split(":")
+        try:
+            values = [float(x) for x in numbers]
+        except ValueError:
+            values = []
+        if kind != cls.PREFIX or not 1 <= len(values) <= 2:
+            raise ValueError("'prior' or 'log-uniform:MAX[:HONEST]' (e.g. log-uniform:60:0.15)")
+        world = cls(*values)
+        if not (world.max_factor > 1.0 and 0.0 <= world.honest_share < 1.0):
+            raise ValueError("a largest factor above 1 and an honest share in [0, 1)")
+        return world
+
+    def draw(self, shape: tuple[int, ...], rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each claim is honest, and its log inflation (0 where honest)."""
+        honest = rng.random(shape) < self.honest_share
+        log_factor = rng.uniform(0.0, np.log(self.max_factor), shape)
+        return honest, np.where(honest, 0.0, log_factor)
+
+
+@dataclass(frozen=True)
 class Simulated:
     """A simulated campaign: the case as a fit would see it, and the truth behind it."""
 
@@ -38,7 +80,8 @@ class Simulated:
 
 
 def simulate(case: Case, spec: Spec, rng: np.random.Generator,
-             params: dict[str, Any] | None = None) -> Simulated:
+             params: dict[str, Any] | None = None, *,
+             inflation: InflationWorld | None = None) -> Simulated:
     """Simulate the claims and evidence of ``case``'s channels under ``params`` (default: a prior draw).
 
     Parameters
@@ -53,6 +96,8 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     params
         Values of the sampled parameters (see :data:`truecount.inputs.spec.PARAMETERS`); per-channel
         parameters are arrays over the case's channels.
+    inflation
+        Inflate the claims as this world does instead of as the spec's prior says.
     """
     ds = case.to_dataset()
     inputs = arrays(model_inputs(ds, spec))
@@ -63,7 +108,8 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     det = equations.numpy_deterministics(inputs, structure, params, sigma_u)
     counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"], rng)
     # Rounded to two figures (a simulated campaign has no stated rounding).
-    values, honest, counted = published_claims(det, inputs, structure, params, sigma_u, rng, None)
+    values, honest, counted = published_claims(det, inputs, structure, params, sigma_u, rng, None,
+                                               inflation)
     units = significant_rounding(values)
     evidence = []
     if structure["has_evidence"]:
@@ -144,6 +190,7 @@ def significant_rounding(raw: np.ndarray, digits: int = 2) -> np.ndarray:
 def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.ndarray,
                        rounding: np.ndarray | None, params: dict[str, Any], sigma_u: float,
                        honest_claims: bool, rng: np.random.Generator,
+                       world: InflationWorld | None = None,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Published values of claims, given the funnel quantities ``(..., claim, quantity)`` at their dates.
 
@@ -155,7 +202,8 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
     (23,000; 4,900; 370): the simulators use that, since a fixed unit of 1,000 would turn a
     campaign of 300 enrolments into a claim of 1,000 that the model's rounding term (Sheppard's
     variance, for units small against the value) does not describe. Call
-    :func:`significant_rounding` on the values for the units.
+    :func:`significant_rounding` on the values for the units. A ``world`` replaces the honesty
+    and inflation draws (:class:`InflationWorld`).
     """
     shape = funnel.shape[:-1]
     primary = np.broadcast_to(np.argmax(quantity, axis=-1), shape)
@@ -163,11 +211,14 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
     use_attempts = np.broadcast_to(unclear, shape) & (rng.random(shape) < kappa)
     counted = np.where(use_attempts, FUNNEL.index("attempts"), primary)
     base = np.take_along_axis(funnel, counted[..., None], axis=-1)[..., 0]
-    if honest_claims:
-        honest = rng.random(shape) < np.asarray(params["honest_probability"], float)[..., None]
+    if world is not None:
+        honest, inflation = world.draw(shape, rng)
     else:
-        honest = np.zeros(shape, dtype=bool)
-    inflation = np.where(honest, 0.0, np.abs(rng.normal(0.0, sigma_u, shape)))
+        if honest_claims:
+            honest = rng.random(shape) < np.asarray(params["honest_probability"], float)[..., None]
+        else:
+            honest = np.zeros(shape, dtype=bool)
+        inflation = np.where(honest, 0.0, np.abs(rng.normal(0.0, sigma_u, shape)))
     noise = rng.normal(0.0, 1.0, shape) * np.asarray(params["claim_noise"], float)[..., None]
     raw = np.maximum(base, 0.5) * np.exp(inflation + noise)
     unit = significant_rounding(raw) if rounding is None else rounding
@@ -177,7 +228,8 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
 
 def published_claims(det: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
                      structure: dict[str, Any], params: dict[str, Any], sigma_u: float,
-                     rng: np.random.Generator, rounding: np.ndarray | None
+                     rng: np.random.Generator, rounding: np.ndarray | None,
+                     world: InflationWorld | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Published claims as the model assumes them, from its Deterministics ``det``.
 
@@ -188,4 +240,4 @@ def published_claims(det: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
     """
     return claims_from_funnel(det["funnel_at_claim"], inputs["claim_quantity"],
                               np.asarray(structure["unclear"], dtype=bool), rounding, params,
-                              sigma_u, bool(structure["honest_claims"]), rng)
+                              sigma_u, bool(structure["honest_claims"]), rng, world)

@@ -57,6 +57,9 @@ class Job:
     seed: int = 0
     target_accept: float = 0.95
     shrink: float = 1.0  # < 1 narrows every posterior around its mean: a deliberately bad model
+    #: How the simulator inflates claims: "prior" (the spec's) or a world the prior does not
+    #: describe, "log-uniform:MAX[:HONEST]" (:class:`truecount.model.simulate.InflationWorld`).
+    inflation: str = "prior"
 
     def key(self) -> tuple[str, str, tuple[str, ...]]:
         """What fixes the compiled model."""
@@ -69,16 +72,19 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
     from truecount.inference.analysis import fit_and_analyse
 
     start = time.perf_counter()
+    from truecount.model.simulate import InflationWorld
+
     fitter, case = compiled(job.case, job.spec, job.readings)
     rng = np.random.default_rng([job.seed, index])
+    world = InflationWorld.parse(job.inflation)
     if job.simulator == "des":
         from truecount.workflows.des import des_campaign
 
-        sim = des_campaign(case, fitter.spec, rng)
+        sim = des_campaign(case, fitter.spec, rng, inflation=world)
     else:
         from truecount.model.simulate import simulate
 
-        sim = simulate(case, fitter.spec, rng)
+        sim = simulate(case, fitter.spec, rng, inflation=world)
     # Gated as every fit is, but never refitted: a calibration measures the fits as they come.
     analysis = fit_and_analyse(fitter, sim.case, draws=job.draws, tune=job.tune,
                                chains=job.chains, cores=job.cores, seed=int(rng.integers(2**31)),
@@ -110,8 +116,11 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
                                   "covered": bool(lo <= y <= hi)}
     from truecount.workflows.des import case_to_toml
 
+    honest = np.asarray(sim.truth["honest"], bool)
+    possible = post["claim_possible"].astype(float).mean(("chain", "draw")).values
     return {"index": index, "case_toml": case_to_toml(sim.case), "ranks": ranks, "truth": truth,
-            "intervals": intervals,
+            "intervals": intervals, "honest": honest.tolist(),
+            "p_possible": possible.tolist(),
             "true_enrolments_total": y, "divergences": verdict.divergences,
             "gate_passed": verdict.passed, "seconds": time.perf_counter() - start}
 
@@ -256,6 +265,21 @@ def coverage(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+#: A claim is called impossible when the posterior gives it less than this chance of being
+#: within the channel's capacity.
+IMPOSSIBLE_BELOW = 0.05
+
+
+def honest_called_impossible(results: list[dict[str, Any]]) -> dict[str, int]:
+    """How many simulated claims were honest, and how many of those a fit called impossible."""
+    honest = called = 0
+    for r in results:
+        for is_honest, p in zip(r.get("honest", ()), r.get("p_possible", ()), strict=True):
+            honest += bool(is_honest)
+            called += bool(is_honest) and p < IMPOSSIBLE_BELOW
+    return {"honest_claims": honest, "honest_called_impossible": called}
+
+
 def write_outputs(out: Path, job: Job, results: list[dict[str, Any]]) -> dict[str, Any]:
     """Write ``sbc.csv``, ``coverage.csv``, ``summary.json`` and the rank figures into ``out``."""
     import pandas as pd
@@ -274,6 +298,7 @@ def write_outputs(out: Path, job: Job, results: list[dict[str, Any]]) -> dict[st
         "not_uniform": [u.quantity for u in checks if not u.uniform],
         "coverage": cover,
         "gate_failures": sum(not r["gate_passed"] for r in results),
+        **honest_called_impossible(results),
         "divergent_fits": sum(r["divergences"] > 0 for r in results),
         "median_seconds_per_simulation": float(np.median([r["seconds"] for r in results])),
     }

@@ -75,6 +75,7 @@ from truecount.inputs.case import Case, Sourced
 from truecount.inputs.spec import Spec
 from truecount.model.data import model_inputs, model_structure
 from truecount.model.simulate import (
+    InflationWorld,
     Simulated,
     claims_from_funnel,
     draw_parameters,
@@ -288,7 +289,8 @@ def erlang_b_check(servers: int, load_erlangs: float, hours: float,
 
 def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
                  params: dict[str, Any] | None = None, *, retry_prob: float = 0.5,
-                 separate_numbers: bool = False, n_reports: int = 20) -> Simulated:
+                 separate_numbers: bool = False, n_reports: int = 20,
+                 inflation: InflationWorld | None = None) -> Simulated:
     """A synthetic campaign whose channel is the discrete-event call centre, not the model's.
 
     Parameters
@@ -311,6 +313,8 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
         Options of every channel's :class:`CallCentre` (other options keep their defaults).
     n_reports
         Reports drawn per evidence item (fewer if the channel had fewer callers).
+    inflation
+        Inflate the claims as this world does instead of as the spec's prior says.
 
     Returns
     -------
@@ -386,7 +390,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     sigma_u = float(spec.priors["log_inflation"].params["sigma"])
     values, honest, counted = claims_from_funnel(
         funnel, model_inputs(ds, spec)["claim_quantity"].values, np.asarray(structure["unclear"], bool),
-        None, params, sigma_u, structure["honest_claims"], rng)
+        None, params, sigma_u, structure["honest_claims"], rng, inflation)
     units = significant_rounding(values)  # published figures keep two significant digits
 
     # -- evidence: reports from callers, biased towards those who never got through --------------
