@@ -21,8 +21,8 @@ $(STAMP): requirements.lock pyproject.toml
 ## An alternative that fails the gate (exit 3) does not stop the report: its row is marked there.
 kss: $(STAMP)
 	$(VENV)/bin/truecount capacity data/kss_2021.toml
-	$(VENV)/bin/truecount fit data/kss_2021.toml --out results/kss --force --no-report
-	-$(VENV)/bin/truecount sensitivity data/kss_2021.toml --out results/kss-sensitivity --force
+	$(VENV)/bin/truecount fit data/kss_2021.toml --spec kss --out results/kss --force --no-report
+	-$(VENV)/bin/truecount sensitivity data/kss_2021.toml --spec kss --out results/kss-sensitivity --force
 	$(VENV)/bin/truecount report results/kss --sensitivity results/kss-sensitivity
 
 ## tests: fast ones locally; with CI=true (as in .ci/run) the slow ones as well

@@ -9,7 +9,7 @@ from truecount.model import capacity
 from truecount.workflows.des import CallCentre, case_to_toml, des_campaign, erlang_b_check, run_call_centre
 
 PARAMS = {"handle_time": np.array([5.0]), "attended_share": np.array([0.8]),
-          "peak_attempts_per_hour": np.array([300.0]), "daily_retention": np.array([0.7]),
+          "peak_load_per_line": np.array([4.0]), "daily_retention": np.array([0.7]),
           "enrol_share": np.array([0.5]), "claim_noise": 0.1, "honest_probability": 1.0,
           "counts_attempts_probability": 0.0, "report_bias_odds": 3.0}
 

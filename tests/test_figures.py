@@ -27,7 +27,7 @@ def _parameters(rng: np.random.Generator, shape: tuple[int, int]) -> dict[str, n
     return {
         "handle_time": rng.lognormal(1.2, 0.3, per_channel),
         "attended_share": rng.beta(8, 2, per_channel),
-        "peak_attempts_per_hour": rng.lognormal(5.0, 1.0, per_channel),
+        "peak_load_per_line": rng.lognormal(0.0, 1.0, per_channel),
         # Constant, as with constant demand: exercises the "constant" branches.
         "daily_retention": np.ones(per_channel),
         "enrol_share": rng.beta(5, 3, per_channel),
@@ -71,7 +71,7 @@ def _tree() -> xr.DataTree:
     posterior_shape, prior_shape = (2, 50), (1, 100)
     channel_day = ["channel", "day"]
     dims = {
-        "handle_time": ["channel"], "attended_share": ["channel"], "peak_attempts_per_hour": ["channel"],
+        "handle_time": ["channel"], "attended_share": ["channel"], "peak_load_per_line": ["channel"],
         "daily_retention": ["channel"], "enrol_share": ["channel"], "capacity": ["channel"],
         "expected_enrolments": channel_day, "true_enrolments": channel_day,
         "true_at_claim": ["claim"], "capacity_at_claim": ["claim"], "inflation_factor": ["claim"],
@@ -182,10 +182,10 @@ def test_timeline_places_claims_on_their_last_covered_day(tree: xr.DataTree) -> 
 
 
 def test_prior_posterior_panels_and_log_axis(tree: xr.DataTree) -> None:
-    fig = figures.prior_posterior(tree, var_names=["handle_time", "peak_attempts_per_hour", "missing"])
+    fig = figures.prior_posterior(tree, var_names=["handle_time", "peak_load_per_line", "missing"])
     assert len(fig.axes) == 2
     scales = {ax.get_title(): ax.get_xscale() for ax in fig.axes}
-    assert scales == {"handle_time [phones]": "linear", "peak_attempts_per_hour [phones]": "log"}
+    assert scales == {"handle_time [phones]": "linear", "peak_load_per_line [phones]": "log"}
 
 
 def test_prior_posterior_without_any_known_parameter(tree: xr.DataTree) -> None:

@@ -62,7 +62,7 @@ def kss_fitter():
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_parameter_recovery(kss_fitter, seed):
     params = {"handle_time": np.array([4.0]), "attended_share": np.array([0.8]),
-              "peak_attempts_per_hour": np.array([400.0]), "daily_retention": np.array([0.7]),
+              "peak_load_per_line": np.array([5.0]), "daily_retention": np.array([0.7]),
               "enrol_share": np.array([0.5]), "claim_noise": 0.1, "honest_probability": 0.3,
               "counts_attempts_probability": 0.3, "report_bias_odds": 3.0}
     from tests.conftest import KSS

@@ -47,7 +47,7 @@ def test_model_has_named_dimensions(kss_model):
     assert kss_model.named_vars_to_dims["p_honest"] == ("claim",)
     names = {v.name for v in kss_model.free_RVs}
     assert "log_inflation" not in names  # integrated out
-    assert {"handle_time", "peak_attempts_per_hour", "honest_probability"} <= names
+    assert {"handle_time", "peak_load_per_line", "honest_probability"} <= names
 
 
 def test_log_density_is_finite_at_prior_draws(kss_model):
@@ -74,7 +74,7 @@ def test_expected_enrolments_never_exceed_capacity_in_prior_draws(kss_path, base
     rng = np.random.default_rng(7)
     for _ in range(500):
         params = draw_parameters(spec, 1, rng)
-        params["peak_attempts_per_hour"] = params["peak_attempts_per_hour"] * 100  # overload
+        params["peak_load_per_line"] = params["peak_load_per_line"] * 100  # overload
         flows = channel_flows(NUMPY, inputs, params, "decaying")
         ceiling = (6 * inputs["open_hours"] * params["attended_share"][:, None]
                    * params["enrol_share"][:, None] * 60 / params["handle_time"][:, None])

@@ -23,7 +23,7 @@ def test_simulation_is_reproducible_and_well_formed(kss_path, baseline_path):
 def test_simulated_counts_follow_expected_enrolments(kss_path, baseline_path):
     case, spec = load_case(kss_path), load_spec(baseline_path)
     params = {"handle_time": np.array([5.0]), "attended_share": np.array([0.8]),
-              "peak_attempts_per_hour": np.array([300.0]), "daily_retention": np.array([0.7]),
+              "peak_load_per_line": np.array([4.0]), "daily_retention": np.array([0.7]),
               "enrol_share": np.array([0.5]), "claim_noise": 0.1, "honest_probability": 0.0,
               "counts_attempts_probability": 0.0, "report_bias_odds": 3.0}
     totals = [simulate(case, spec, np.random.default_rng(s), params).truth["true_enrolments_total"]

@@ -105,8 +105,8 @@ UNUSABLE = [
      "priors.handle_time.sigma", "the range the model's arithmetic can carry"),
     ('[priors.handle_time]\ndist = "LogNormal"\nmu = 1.5\nsigma = 1e-300\nreason = "r"\n',
      "priors.handle_time.sigma", 'For a known value use dist = "Fixed"'),
-    ('[priors.peak_attempts_per_hour]\ndist = "Gamma"\nalpha = 1e300\nbeta = 1e-300\n'
-     'reason = "r"\n', "priors.peak_attempts_per_hour.beta", "can carry"),
+    ('[priors.peak_load_per_line]\ndist = "Gamma"\nalpha = 1e300\nbeta = 1e-300\n'
+     'reason = "r"\n', "priors.peak_load_per_line.beta", "can carry"),
     ('[priors.attended_share]\ndist = "Uniform"\nlower = 0.5\nupper = 0.5000000000000001\n'
      'reason = "r"\n', "priors.attended_share.upper", "the sampler cannot move"),
     ('[priors.attended_share]\ndist = "Fixed"\nvalue = 1e-300\nreason = "r"\n',

@@ -53,6 +53,7 @@ __all__ = [
     "log_blocking",
     "log_blocking_scalar",
     "log_blocking_slope",
+    "attempts_per_hour",
     "max_registrations",
     "offered_load",
     "registrations_per_hour",
@@ -234,6 +235,17 @@ def registrations_per_hour(servers: Any, handle_time_min: Any, attended_share: A
     formula.
     """
     return servers * attended_share * 60.0 / handle_time_min
+
+
+def attempts_per_hour(load_per_line: Any, servers: Any, handle_time_min: Any) -> Any:
+    """Call attempts an hour that offer ``load_per_line`` Erlangs to each of ``servers`` lines.
+
+    ``load_per_line * servers * 60 / tau``: the demand relative to the channel's size times the
+    most calls its lines can take an hour (:func:`registrations_per_hour`). The model states its
+    demand this way, so that one prior serves six lines and five hundred agents. Plain arithmetic
+    on any array type.
+    """
+    return load_per_line * registrations_per_hour(servers, handle_time_min)
 
 
 def max_registrations(

@@ -16,13 +16,19 @@ sample dimensions; results add the case's ``channel``, ``day``, ``claim`` (and `
 after the leading ``...`` (none for PyTensor).
 
 Channel (per channel :math:`c` and calendar day :math:`d`)
-    Offered call attempts per hour decay from the first open day (``structure.demand``):
+    Demand is stated relative to the channel's size, so that one prior serves six lines and five
+    hundred agents: on the first open day each of the :math:`S_c` lines is offered
+    :math:`a_c` Erlangs (``peak_load_per_line``; 1 means just enough lines for every attempt if
+    calls came evenly), so with mean handle time :math:`\tau_c` (minutes) the channel is offered
+    :math:`\lambda_c = a_c S_c \cdot 60/\tau_c` call attempts an open hour
+    (``peak_attempts_per_hour``, :func:`truecount.model.capacity.attempts_per_hour`). Demand decays
+    from the first open day (``structure.demand``):
     :math:`\lambda_{cd} = \lambda_c\, \rho_c^{\,i_{cd}}`, with :math:`i_{cd}` the open-day index and
     :math:`\rho_c` the daily retention (1 for constant demand); the rate and the load are computed
     on the log scale, so a long campaign's fading demand never underflows to a zero whose
-    logarithm would poison the gradient. With mean handle time
-    :math:`\tau_c` (minutes) the offered load is :math:`A_{cd} = \lambda_{cd}\tau_c/60` and the
-    Erlang-B blocking probability :math:`B_{cd} = B(S_c, A_{cd})` for :math:`S_c` lines (a caller
+    logarithm would poison the gradient. The offered load is
+    :math:`A_{cd} = \lambda_{cd}\tau_c/60 = a_c S_c \rho_c^{\,i_{cd}}` and the
+    Erlang-B blocking probability :math:`B_{cd} = B(S_c, A_{cd})` (a caller
     who finds every line busy gets no answer). A line is attended a share :math:`s_c` of its open
     hours :math:`H_{cd}`, so
 
@@ -164,20 +170,21 @@ def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, An
                   demand: str) -> dict[str, Any]:
     """Attempts, answered calls, expected enrolments and blocking per channel and day."""
     hours = inputs["open_hours"]
-    tau = params["handle_time"]
+    servers = inputs["servers"]
+    peak = capacity.attempts_per_hour(params["peak_load_per_line"], servers, params["handle_time"])
+    b.named("peak_attempts_per_hour", peak)
     # Demand on the log scale: a long campaign's fading demand (0.5 ** 365) underflows to 0,
     # and log 0 would make the blocking's gradient NaN.
-    log_rate = b.log(params["peak_attempts_per_hour"])[..., None] * b.ones_like(hours)
+    log_load = b.log(params["peak_load_per_line"] * servers)[..., None] * b.ones_like(hours)
     if demand == "decaying":
-        log_rate = log_rate + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None]
-    rate = b.exp(log_rate)
-    log_load = log_rate + b.log(tau)[..., None] - np.log(60.0)
-    blocking = b.named("blocking", b.exp(b.log_erlang_b(inputs["servers"][:, None], log_load)))
+        log_load = log_load + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None]
+    rate = b.exp(log_load) * (60.0 / params["handle_time"])[..., None]
+    blocking = b.named("blocking", b.exp(b.log_erlang_b(servers[:, None], log_load)))
     attempts = b.named("attempts", rate * hours)
     answered = attempts * params["attended_share"][..., None] * (1.0 - blocking)
     expected = b.named("expected_enrolments", answered * params["enrol_share"][..., None])
     return {"blocking": blocking, "attempts": attempts, "answered": answered,
-            "expected": expected}
+            "expected": expected, "peak_attempts_per_hour": peak}
 
 
 def claim_terms(b: Backend, funnel: Any, inputs: Mapping[str, Any], structure: Mapping[str, Any],
@@ -234,7 +241,8 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
     scope = inputs["claim_channels"]
     exposure = inputs["claim_exposure"] * scope[:, :, None]
     attempts, blocking, share = flows["attempts"], flows["blocking"], params["attended_share"]
-    out = {"blocking": blocking, "attempts": attempts,
+    out = {"peak_attempts_per_hour": flows["peak_attempts_per_hour"],
+           "blocking": blocking, "attempts": attempts,
            "expected_enrolments": flows["expected"],
            "unanswered_attempts": b.named("unanswered_attempts", attempts - flows["answered"])}
     per_hour = capacity.registrations_per_hour(inputs["servers"], params["handle_time"], share)

@@ -116,10 +116,17 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
                                   "covered": bool(lo <= y <= hi)}
     from truecount.workflows.des import case_to_toml
 
-    honest = np.asarray(sim.truth["honest"], bool)
+    # Honest and counting what it says it counts: such a claim is possible, and a fit that
+    # calls it impossible is wrong (an honest count of call attempts presented as people is not).
+    from truecount.model.data import model_inputs
+    from truecount.quantities import FUNNEL
+
+    stated = model_inputs(sim.case.to_dataset(), fitter.spec)["claim_quantity"].values.argmax(-1)
+    honest = np.asarray(sim.truth["honest"], bool) & (
+        np.array([FUNNEL.index(c) for c in sim.truth["counted"]]) == stated)
     possible = post["claim_possible"].astype(float).mean(("chain", "draw")).values
     return {"index": index, "case_toml": case_to_toml(sim.case), "ranks": ranks, "truth": truth,
-            "intervals": intervals, "honest": honest.tolist(),
+            "intervals": intervals, "honest_as_stated": honest.tolist(),
             "p_possible": possible.tolist(),
             "true_enrolments_total": y, "divergences": verdict.divergences,
             "gate_passed": verdict.passed, "seconds": time.perf_counter() - start}
@@ -271,10 +278,11 @@ IMPOSSIBLE_BELOW = 0.05
 
 
 def honest_called_impossible(results: list[dict[str, Any]]) -> dict[str, int]:
-    """How many simulated claims were honest, and how many of those a fit called impossible."""
+    """How many simulated claims were honest (and counted what they said), and how many of those
+    a fit called impossible."""
     honest = called = 0
     for r in results:
-        for is_honest, p in zip(r.get("honest", ()), r.get("p_possible", ()), strict=True):
+        for is_honest, p in zip(r.get("honest_as_stated", ()), r.get("p_possible", ()), strict=True):
             honest += bool(is_honest)
             called += bool(is_honest) and p < IMPOSSIBLE_BELOW
     return {"honest_claims": honest, "honest_called_impossible": called}

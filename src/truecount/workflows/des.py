@@ -73,6 +73,7 @@ import simpy
 from truecount.inputs._fields import format_clock
 from truecount.inputs.case import Case, Sourced
 from truecount.inputs.spec import Spec
+from truecount.model.capacity import attempts_per_hour
 from truecount.model.data import model_inputs, model_structure
 from truecount.model.simulate import (
     InflationWorld,
@@ -305,8 +306,9 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
         Source of all randomness; the same seed gives the same campaign.
     params
         Values of the sampled parameters (as :func:`truecount.model.simulate.draw_parameters` gives them):
-        per-channel ``handle_time`` (mean, minutes), ``attended_share``, ``peak_attempts_per_hour``
-        (read as *new callers* per hour), ``daily_retention``, ``enrol_share``; shared
+        per-channel ``handle_time`` (mean, minutes), ``attended_share``, ``peak_load_per_line``
+        (its attempts an hour, :func:`truecount.model.capacity.attempts_per_hour`, are read as
+        *new callers* per hour), ``daily_retention``, ``enrol_share``; shared
         ``claim_noise``, ``honest_probability``, ``counts_attempts_probability``,
         ``report_bias_odds``. Default: a draw from the spec's priors.
     retry_prob, separate_numbers
@@ -352,7 +354,8 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     for c, channel in enumerate(case.channels):
         cc = CallCentre(
             servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
-            open_days=channel.n_days, peak_per_hour=float(per_channel["peak_attempts_per_hour"][c]),
+            open_days=channel.n_days, peak_per_hour=float(attempts_per_hour(
+                per_channel["peak_load_per_line"][c], channel.servers, per_channel["handle_time"][c])),
             retention=float(per_channel["daily_retention"][c]),
             handle_mean_min=float(per_channel["handle_time"][c]),
             attended_share=float(per_channel["attended_share"][c]),
