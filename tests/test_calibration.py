@@ -80,3 +80,55 @@ def test_dask_two_workers_give_the_ranks_of_one_worker_and_resume(kss_path, tmp_
     resumed = calibrate(job, 4, tmp_path / "cut", workers=1)
     assert [r["ranks"] for r in resumed] == [r["ranks"] for r in serial]
     assert json.loads(lines[0])["index"] == 0
+
+
+def test_inflation_world_parses_and_draws_its_own_distribution():
+    from truecount.model.simulate import InflationWorld
+
+    assert InflationWorld.parse("prior") is None
+    world = InflationWorld.parse("log-uniform:60:0.15")
+    assert world == InflationWorld(60.0, 0.15)
+    assert InflationWorld.parse("log-uniform:20") == InflationWorld(20.0, 0.15)
+    for bad in ("uniform:60", "log-uniform", "log-uniform:x", "log-uniform:0.5", "log-uniform:60:1"):
+        with pytest.raises(ValueError):
+            InflationWorld.parse(bad)
+    honest, log_u = world.draw((20_000,), np.random.default_rng(0))
+    assert abs(honest.mean() - 0.15) < 0.01
+    assert np.all(log_u[honest] == 0.0)
+    inflated = log_u[~honest]
+    assert inflated.min() >= 0.0 and inflated.max() <= np.log(60.0)
+    # Log-uniform: each half of the log range holds half of the inflated claims.
+    assert abs((inflated < np.log(60.0) / 2).mean() - 0.5) < 0.02
+
+
+def test_simulators_inflate_claims_as_the_world_says(kss_path, baseline_path):
+    from truecount import load_case, load_spec
+    from truecount.model.simulate import InflationWorld, simulate
+    from truecount.workflows.des import des_campaign
+
+    case, spec = load_case(kss_path), load_spec(baseline_path)
+    never = InflationWorld(60.0, 0.0)
+    always = InflationWorld(60.0, 0.999999)
+    for make in (simulate, des_campaign):
+        assert not any(make(case, spec, np.random.default_rng(s), inflation=never).truth["honest"]
+                       .any() for s in range(3))
+        assert all(make(case, spec, np.random.default_rng(s), inflation=always).truth["honest"]
+                   .all() for s in range(3))
+
+
+def test_honest_claims_called_impossible_are_counted():
+    from truecount.workflows.calibration import honest_called_impossible
+
+    results = [{"honest_as_stated": [True, False], "p_possible": [0.01, 0.0]},
+               {"honest_as_stated": [True, True], "p_possible": [0.5, 0.2]},
+               {"ranks": {}}]  # a result from before the field existed
+    assert honest_called_impossible(results) == {"honest_claims": 3,
+                                                 "honest_called_impossible": 1}
+
+
+def test_calibrate_refuses_an_unknown_inflation_world(kss_path, capsys):
+    from truecount.cli import main
+
+    assert main(["calibrate", str(kss_path), "--inflation", "log-normal:3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--inflation" in err[0] and "log-uniform:MAX" in err[0]

@@ -224,6 +224,8 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--tune", type=_positive(int), default=500)
     cal.add_argument("--chains", type=_positive(int), default=4)
     cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--retry", action="store_true",
+                     help="refit a fit that fails its gate once, as fit does (default: no refits)")
     cal.add_argument("--out", metavar="DIR", help="results folder (default results/calibrate-SIM)")
     cal.set_defaults(run=_run_calibrate)
 
@@ -306,10 +308,9 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from truecount.inputs.spec import load_spec
+    from truecount.model.simulate import InflationWorld
     from truecount.outputs.runs import claimed
     from truecount.workflows.calibration import JOB_FILE, Job, read_job
-
-    from truecount.model.simulate import InflationWorld
 
     load_case(args.case, args.reading)  # bad input fails here, before any worker starts
     load_spec(args.spec)
@@ -321,7 +322,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / f"calibrate-{args.simulator}"
     job = Job(case=str(Path(args.case).resolve()), spec=args.spec, readings=tuple(args.reading),
               simulator=args.simulator, draws=args.draws, tune=args.tune, chains=args.chains,
-              cores=1, seed=args.seed, inflation=args.inflation)
+              cores=1, seed=args.seed, inflation=args.inflation, retry=args.retry)
     # A calibration folder is resumed in place: new, empty or one with job.json (never a folder of
     # other files), and claimed by one process at a time.
     with claimed(out, True, JOB_FILE, say=_note):
@@ -350,6 +351,9 @@ def _calibrate_into(args: argparse.Namespace, job: Any, out: Any) -> int:
         print(f"{row['mass']:.0%} intervals of true enrolments cover the truth in "
               f"{row['covered']}/{row['n']} = {row['rate']:.0%} (95% CI {row['ci_low']:.0%}-"
               f"{row['ci_high']:.0%}); median width {row['median_width']:,.0f}")
+    print(f"diagnostics gate passed by {summary['simulations'] - summary['gate_failures']} of "
+          f"{summary['simulations']} fits ({summary['gate_passed_first_time']} at the first "
+          f"attempt, {summary['refitted']} refitted)")
     print(f"honest claims called impossible (P(possible) < 5%): "
           f"{summary['honest_called_impossible']} of {summary['honest_claims']}")
     return 0

@@ -47,13 +47,13 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.float64]
 
 __all__ = [
+    "attempts_per_hour",
     "carried_load",
     "erlang_b",
     "erlang_b_closed_form",
     "log_blocking",
     "log_blocking_scalar",
     "log_blocking_slope",
-    "attempts_per_hour",
     "max_registrations",
     "offered_load",
     "registrations_per_hour",
