@@ -182,3 +182,15 @@ def test_the_cli_refuses_an_unusable_prior_before_fitting(capsys, tmp_path, kss_
 def test_every_shipped_spec_is_usable():
     for name in ("baseline", "handle_time_wide", "handle_time_narrow", "honest_likely"):
         load_spec(name)
+
+
+def test_baseline_reasons_hold_for_any_drive_and_kss_keeps_its_own():
+    baseline, kss = load_spec("baseline"), load_spec("kss")
+    for name, prior in baseline.priors.items():
+        for word in ("KSS", "militia", "volunteer"):
+            assert word not in prior.reason, (name, word)
+    # The KSS spec changes the reasons, not the numbers: a fit under either gives the same draws.
+    assert {n: (p.dist, p.params) for n, p in kss.priors.items()} == {
+        n: (p.dist, p.params) for n, p in baseline.priors.items()}
+    assert "KSS" in kss.priors["attended_share"].reason
+    assert kss.structure == baseline.structure
