@@ -106,3 +106,30 @@ def test_a_wrong_claim_is_one_line_naming_its_field(tmp_path, claims, field, mes
         load_case(_with_claims(tmp_path, claims))
     text = str(info.value)
     assert "\n" not in text and re.search(field, text) and message in text
+
+
+def test_a_count_of_call_attempts_is_not_bounded_by_the_lines(tmp_path):
+    # Lines limit the calls they answer, not the attempts made: the capacity table says "not
+    # bounded" and the fit's P(possible) is 1 with words that say why, not a finding.
+    from truecount.inference.diagnostics import gate
+    from truecount.inference.fitter import Fitter
+    from truecount.inference.results import UNBOUNDED_TEXT, summarize
+
+    path = _with_claims(tmp_path, _claim("calls", 1_700_000, "2021-11-21", counts="attempts")
+                        + _claim("bookings", 14_949, "2021-11-22"))
+    case = load_case(path)
+    calls, bookings = case_capacity(case, 5.0).claims
+    assert (calls.bounded, calls.possible) == (False, True)
+    assert (bookings.bounded, bookings.possible) == (True, False)
+    fitter = Fitter.for_case(case, load_spec("baseline"))
+    tree = fitter.fit(case, draws=100, tune=100, chains=1, seed=1)
+    post = tree["posterior"]
+    assert bool(post["claim_possible"].sel(claim="calls").all())
+    assert not bool(post["claim_possible"].sel(claim="bookings").any())
+    # The inflation of a count of attempts is measured against the expected attempts.
+    attempts = post["funnel_at_claim"].sel(claim="calls", quantity="attempts")
+    np.testing.assert_allclose(post["inflation_factor"].sel(claim="calls"),
+                               1_700_000 / np.maximum(attempts, 1))
+    summary = summarize(tree, gate(tree))
+    texts = {c.id: c.p_possible_text for c in summary.claims}
+    assert texts["calls"] == UNBOUNDED_TEXT and texts["bookings"].startswith("<")

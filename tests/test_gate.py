@@ -53,6 +53,8 @@ def test_probability_with_no_draw_is_a_bound_not_zero():
     assert format_probability(0.0, 8000) == "< 1 in 8,000 draws"
     assert format_probability(1.0, 8000) == "> 7,999 in 8,000 draws"
     assert format_probability(0.25, 8000) == "0.25"
+    assert format_probability(0.99988, 8000) == "1 - 1.2e-04"  # was "1.0e+00"
+    assert format_probability(0.001, 8000) == "1.0e-03"
 
 
 def test_hdi_and_rounding():

@@ -781,13 +781,16 @@ def render_capacity(result: CapacityResult) -> str:
         for k in result.claims:
             rows.append((k.id, f"{k.value:,}", k.date or "end", f"{k.line_hours_before:,.0f}",
                          _minutes(k.handle_time_needed), f"{k.days_needed:,.1f}",
-                         "yes" if k.possible else "no"))
+                         ("not bounded" if not k.bounded else "yes" if k.possible else "no")))
         out.extend(_table(rows, right={1, 3, 4, 5}))
         out.append("")
         out.append("handle time needed: the longest mean handle time at which the lines could "
                    "have registered the claim by its date; days needed: full days of operation at "
                    "the stated hours and handle time. A count for a period is measured over its "
                    "period, a claim about one channel against that channel alone.")
+        if any(not k.bounded for k in result.claims):
+            out.append("not bounded: a count of call attempts; lines limit the calls they answer, "
+                       "not the attempts made, so capacity cannot rule it out.")
     if result.statements:
         out.append("")
         out.append("Statements in the case, for comparison:")

@@ -89,7 +89,8 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("true_at_claim", "derived", _CLAIM, "enrolments", "count",
              "true enrolments before the claim's date", gated=True),
     Quantity("inflation_factor", "derived", _CLAIM, "factor", "positive",
-             "published value over true enrolments before it", gated=True, psense=True),
+             "published value over the true count of what it says it counts (enrolments, or the "
+             "expected answered calls or attempts)", gated=True, psense=True),
     Quantity("p_honest", "deterministic", _CLAIM, "probability", "unit",
              "posterior probability that the claim is honest", gated=True),
     Quantity("p_counts_attempts", "deterministic", _CLAIM, "probability", "unit",
@@ -121,7 +122,8 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("true_enrolments", "derived", _CD, "enrolments", "count",
              "true enrolments per channel and day (Poisson draw)"),
     Quantity("claim_possible", "derived", _CLAIM, "", "boolean",
-             "the claim is within the channel's capacity before its date"),
+             "the claim is within the channel's capacity before its date (always for a count of "
+             "call attempts, which lines do not bound)"),
 )
 
 #: By name.

@@ -413,12 +413,19 @@ class Fitter:
                                         inputs["claim_rounding"])
         sd = SAMPLE_DIMS
         data: dict[str, Any] = {}
+        # A claim is measured against what it says it counts: people against the true count
+        # (and the lines' capacity), answered calls or attempts against their expected number.
+        # Lines bound answered calls, not attempts: a count of attempts is never ruled out.
+        stated = inputs["claim_quantity"]  # (claim, quantity), one-hot
+        counted = np.where(stated[:, FUNNEL.index("registrations")] > 0.5, at_claim,
+                           (det["funnel_at_claim"] * stated).sum(axis=-1))
+        attempts_stated = stated[:, FUNNEL.index("attempts")] > 0.5
         values = dict(params) | det | {
             "true_enrolments": counts,
             "true_enrolments_total": counts.sum(axis=(-1, -2)),
             "true_at_claim": at_claim,
-            "inflation_factor": y / np.maximum(at_claim, 1),
-            "claim_possible": y <= det["capacity_at_claim"],
+            "inflation_factor": y / np.maximum(counted, 1),
+            "claim_possible": (y <= det["capacity_at_claim"]) | attempts_stated,
         }
         data = {name: ((*sd, *QUANTITY[name].dims), value) for name, value in values.items()}
         coords = self._coords()

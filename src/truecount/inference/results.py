@@ -40,6 +40,11 @@ PROBABILITIES = ("claim_possible", "p_honest", "p_counts_attempts")
 DEFAULT_MASSES = (0.9, 0.95)
 
 
+#: What the summary says of a claim of call attempts instead of a probability: the lines do
+#: not bound attempts, so capacity cannot rule such a claim out.
+UNBOUNDED_TEXT = "1: a count of call attempts, which lines do not bound"
+
+
 @dataclass(frozen=True)
 class Interval:
     """A posterior median and credible interval of probability ``mass`` (``kind`` "eti" or "hdi")."""
@@ -156,7 +161,12 @@ def summarize(tree: xr.DataTree, gate_result: GateResult, table: pd.DataFrame | 
         table = quantity_table(tree, gate_result, tuple(sorted({*DEFAULT_MASSES, mass})))
     post = tree["posterior"].to_dataset()
     n = post.sizes["chain"] * post.sizes["draw"]
-    values = tree["constant_data"].to_dataset()["claim_value"]
+    constant = tree["constant_data"].to_dataset()
+    values = constant["claim_value"]
+    # Lines do not bound call attempts: such a claim's "possible" is not a finding.
+    unbounded = (constant["claim_quantity"].sel(quantity="attempts") > 0.5
+                 if "claim_quantity" in constant and "quantity" in constant["claim_quantity"].coords
+                 else xr.zeros_like(values, dtype=bool))
 
     def iv(label: str) -> Interval:
         return interval_from_table(table, label, mass, kind)
@@ -168,7 +178,9 @@ def summarize(tree: xr.DataTree, gate_result: GateResult, table: pd.DataFrame | 
         claims.append(ClaimSummary(
             id=c, value=int(values.sel(claim=claim)), date=(claim_dates or {}).get(c, ""),
             true_at_claim=iv(f"true_at_claim[{c}]"), inflation=iv(f"inflation_factor[{c}]"),
-            p_possible=p_possible, p_possible_text=format_probability(p_possible, n),
+            p_possible=p_possible,
+            p_possible_text=(UNBOUNDED_TEXT if bool(unbounded.sel(claim=claim))
+                             else format_probability(p_possible, n)),
             p_honest=float(table.loc[f"p_honest[{c}]", "mean"]),
             p_counts_attempts=float(table.loc[f"p_counts_attempts[{c}]", "mean"]),
             days_needed=iv(f"days_needed[{c}]"),
@@ -319,7 +331,9 @@ def format_probability(p: float, n: int) -> str:
         return f"< 1 in {n:,} draws"
     if p >= 1.0:
         return f"> {n - 1:,} in {n:,} draws"
-    return f"{p:.2f}" if 0.01 <= p <= 0.99 else f"{p:.1e}"
+    if p > 0.99:
+        return f"1 - {1.0 - p:.1e}"
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1e}"
 
 
 def round_sig(x: float, digits: int = 2) -> float:

@@ -47,6 +47,9 @@ class ClaimBound:
     handle_time_needed: float
     days_needed: float
     possible: bool
+    #: False for a claim of call attempts: lines limit the calls they answer, not the attempts
+    #: made, so capacity cannot rule it out (``possible`` is then True).
+    bounded: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,10 @@ def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> Capac
         per_day = sum(c.line_hours_per_day for c in about)
         label = claim.when if claim.since is None and claim.channel is None else \
             f"{claim.period}, {claim.scope}"
-        claims.append(_claim_bound(claim.id, claim.value, label, float(b), per_day, handle_time))
+        bound = _claim_bound(claim.id, claim.value, label, float(b), per_day, handle_time)
+        if claim.counts == "attempts":
+            bound = dataclasses.replace(bound, possible=True, bounded=False)
+        claims.append(bound)
     statements = [
         {"id": s.id, "value": s.value, "unit": s.unit, "about": s.about, "source": s.cited.source}
         for s in case.statements
