@@ -99,7 +99,7 @@ def assembled(case_path: Path, claim_noise: float | None = None, draws: int = 40
     case, spec = load_case(case_path), load_spec(BASELINE)
     fitter = Fitter.for_case(case, spec)
     rng = np.random.default_rng(seed)
-    params = draw_parameters(spec, len(case.channels), rng, size=(2, draws))
+    params = draw_parameters(spec, len(case.channels), rng, size=(2, draws), kinds=("phone_lines",))
     if claim_noise is not None:
         params["claim_noise"] = claim_noise * np.exp(rng.normal(0.0, 0.05, (2, draws)))
     posterior = xr.Dataset(

@@ -8,7 +8,7 @@ from pytensor.graph.traversal import applys_between
 from truecount import load_case, load_spec
 from truecount.model import capacity
 from truecount.model.build import build_model, erlang_b_pt
-from truecount.model.data import arrays, model_inputs
+from truecount.model.data import arrays, model_inputs, model_structure
 from truecount.model.equations import NUMPY, channel_flows
 from truecount.model.simulate import draw_parameters
 
@@ -73,9 +73,9 @@ def test_expected_enrolments_never_exceed_capacity_in_prior_draws(kss_path, base
     inputs = arrays(model_inputs(ds, spec))
     rng = np.random.default_rng(7)
     for _ in range(500):
-        params = draw_parameters(spec, 1, rng)
+        params = draw_parameters(spec, 1, rng, kinds=("phone_lines",))
         params["peak_load_per_line"] = params["peak_load_per_line"] * 100  # overload
-        flows = channel_flows(NUMPY, inputs, params, "decaying")
+        flows = channel_flows(NUMPY, inputs, params, model_structure(ds, spec))
         ceiling = (6 * inputs["open_hours"] * params["attended_share"][:, None]
                    * params["enrol_share"][:, None] * 60 / params["handle_time"][:, None])
         assert np.all(flows["expected"] <= ceiling * (1 + 1e-9))

@@ -771,16 +771,21 @@ def render_capacity(result: CapacityResult) -> str:
         ("channel", "lines", "hours", "days", "line-hours", "max registrations")]
     for c in result.channels:
         span = f"{c.days}" if c.first_day is None else f"{c.days} ({c.first_day} to {c.last_day})"
-        rows.append((c.id, str(c.servers), c.hours, span, f"{c.line_hours:,.0f}",
-                     f"{c.max_registrations:,.0f}"))
+        if c.max_registrations is None:  # an online form
+            rows.append((c.id, "online form", c.hours, span, "-", "not bounded"))
+        else:
+            rows.append((c.id, str(c.servers), c.hours, span, f"{c.line_hours:,.0f}",
+                         f"{c.max_registrations:,.0f}"))
     out.extend(_table(rows, right={1, 4, 5}))
     if result.claims:
         out.append("")
         rows = [("claim", "value", "at", "line-hours before", "handle time needed",
                  "days needed", f"possible at {result.handle_time:g} min")]
         for k in result.claims:
+            needed = ("-", "-") if k.handle_time_needed is None or k.days_needed is None else (
+                _minutes(k.handle_time_needed), f"{k.days_needed:,.1f}")
             rows.append((k.id, f"{k.value:,}", k.date or "end", f"{k.line_hours_before:,.0f}",
-                         _minutes(k.handle_time_needed), f"{k.days_needed:,.1f}",
+                         *needed,
                          ("not bounded" if not k.bounded else "yes" if k.possible else "no")))
         out.extend(_table(rows, right={1, 3, 4, 5}))
         out.append("")
@@ -788,9 +793,13 @@ def render_capacity(result: CapacityResult) -> str:
                    "have registered the claim by its date; days needed: full days of operation at "
                    "the stated hours and handle time. A count for a period is measured over its "
                    "period, a claim about one channel against that channel alone.")
-        if any(not k.bounded for k in result.claims):
+        if any(k.unbounded_because == "attempts" for k in result.claims):
             out.append("not bounded: a count of call attempts; lines limit the calls they answer, "
                        "not the attempts made, so capacity cannot rule it out.")
+        if any(k.unbounded_because == "online_form" for k in result.claims):
+            out.append("not bounded: an online form counts towards the claim; no line limits a "
+                       "form, so capacity arithmetic cannot rule the claim out, at any handle "
+                       "time.")
     if result.statements:
         out.append("")
         out.append("Statements in the case, for comparison:")

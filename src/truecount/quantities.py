@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 #: The order of the funnel quantities a claim can report (the ``quantity`` dimension).
 FUNNEL = ("registrations", "answered", "attempts")
+#: Kinds of channel (a case's ``channels[].kind``): phone lines where a busy line is lost; an
+#: online form (or website, or messaging account) that no line limits.
+CHANNEL_KINDS = ("phone_lines", "online_form")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Quantity:
     sbc: bool = False  # its rank is recorded by simulation-based calibration
     psense: bool = False  # its power-scaling sensitivity is reported
     sampled: bool = True  # a parameter the sampler draws (not integrated out of the model)
+    #: The kinds of channel a per-channel quantity describes: the model has a per-channel
+    #: parameter only if the case has a channel of one of them, and tables leave out the
+    #: elements of other channels (their draws are the prior's, and mean nothing).
+    kinds: tuple[str, ...] = CHANNEL_KINDS
 
     @property
     def per_channel(self) -> bool:
@@ -45,26 +52,31 @@ class Quantity:
 
 
 def _p(name: str, dims: tuple[str, ...], unit: str, support: str, meaning: str, label: str,
-       **roles: bool) -> Quantity:
+       kinds: tuple[str, ...] = CHANNEL_KINDS, **roles: bool) -> Quantity:
     return Quantity(name, "parameter", dims, unit, support, meaning, label,
-                    **({"gated": True, "sbc": True} | roles))
+                    **({"gated": True, "sbc": True} | roles), kinds=kinds)
 
 
 _CH, _CLAIM, _CD = ("channel",), ("claim",), ("channel", "day")
+_LINES, _FORMS = ("phone_lines",), ("online_form",)
 
 #: Every quantity, in the order tables and figures show them.
 QUANTITIES: tuple[Quantity, ...] = (
     _p("handle_time", _CH, "minutes", "positive", "mean time a registration call occupies a line",
-       "mean handle time (minutes)", psense=True),
+       "mean handle time (minutes)", psense=True, kinds=_LINES),
     _p("attended_share", _CH, "share", "unit",
        "share of a line's open time that someone is there to answer it",
-       "share of open hours attended", psense=True),
+       "share of open hours attended", psense=True, kinds=_LINES),
     _p("peak_load_per_line", _CH, "erlangs per line", "positive",
        "demand on the first open day relative to the channel's size: call attempts an open hour "
        "times the handle time, per line (1: just enough lines for every attempt)",
-       "peak offered load per line (log scale)", log_scale=True, psense=True),
+       "peak offered load per line (log scale)", log_scale=True, psense=True, kinds=_LINES),
+    _p("peak_submissions_per_hour", _CH, "submissions per hour", "positive",
+       "submissions an open hour to an online form on its first open day (a form has no size "
+       "to state demand against)", "peak form submissions per hour (log scale)", log_scale=True,
+       psense=True, kinds=_FORMS),
     _p("enrol_share", _CH, "share", "unit", "share of answered calls that end in an enrolment",
-       "share of answered calls enrolled", psense=True),
+       "share of answered calls (or form submissions) enrolled", psense=True),
     _p("daily_retention", _CH, "share", "unit",
        "each open day's call attempts as a share of the day before's",
        "demand retained per day (factor)"),
@@ -96,7 +108,8 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("p_counts_attempts", "deterministic", _CLAIM, "probability", "unit",
              "posterior probability that the claim counts call attempts", gated=True),
     Quantity("capacity", "deterministic", _CH, "registrations", "positive",
-             "most registrations the channel could take over the campaign", gated=True),
+             "most registrations the channel could take over the campaign (infinite for an "
+             "online form)", gated=True),
     Quantity("capacity_at_claim", "deterministic", _CLAIM, "registrations", "positive",
              "most registrations every channel could take before the claim", gated=True,
              psense=True),
@@ -106,7 +119,7 @@ QUANTITIES: tuple[Quantity, ...] = (
              "call attempts offered to a channel per open hour on its first open day",
              "peak call attempts per hour (log scale)", log_scale=True),
     Quantity("blocking", "deterministic", _CD, "probability", "unit",
-             "Erlang-B probability that every line is busy", gated=True),
+             "Erlang-B probability that every line is busy (0 for an online form)", gated=True),
     Quantity("failed_share", "deterministic", _CH, "share", "unit",
              "share of call attempts that failed", gated=True),
     Quantity("attempts", "deterministic", _CD, "attempts", "positive",
@@ -123,7 +136,8 @@ QUANTITIES: tuple[Quantity, ...] = (
              "true enrolments per channel and day (Poisson draw)"),
     Quantity("claim_possible", "derived", _CLAIM, "", "boolean",
              "the claim is within the channel's capacity before its date (always for a count of "
-             "call attempts, which lines do not bound)"),
+             "call attempts, which lines do not bound, and for a claim an online form counts "
+             "towards)"),
 )
 
 #: By name.

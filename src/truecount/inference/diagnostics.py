@@ -63,7 +63,11 @@ def gate(tree: xr.DataTree, var_names: tuple[str, ...] | None = None,
         table = azs.summary(flat, kind="diagnostics", round_to="none")
         sd = azs.summary(flat, kind="stats", round_to="none")["sd"]
     table = pd.DataFrame(table)[["ess_bulk", "ess_tail", "r_hat"]]
-    table["constant"] = np.asarray(sd, dtype=float) == 0.0
+    # Constant: every draw the same (also an infinite one, an online form's capacity, whose sd
+    # is NaN).
+    same = pd.Series({label: bool(flag) for n in names for label, flag in _every_draw_same(flat[n])},
+                     dtype=bool).reindex(table.index, fill_value=False)
+    table["constant"] = (np.asarray(sd, dtype=float) == 0.0) | same.to_numpy()
     t = thresholds
     varying = ~table["constant"]
     table["ok"] = ~varying | (
@@ -85,6 +89,18 @@ def gate(tree: xr.DataTree, var_names: tuple[str, ...] | None = None,
     passed = not failures
     text = _text(passed, failures, table, divergences, ebfmi, t)
     return GateResult(passed, table, text, failures, divergences, ebfmi)
+
+
+def _every_draw_same(da: xr.DataArray) -> list[tuple[str, bool]]:
+    """``(label, every draw equal)`` per element, labelled as ArviZ labels them (``x[a, b]``)."""
+    extra = [d for d in da.dims if d not in ("chain", "draw")]
+    first = da.isel(chain=0, draw=0)
+    flags = (da == first).all(("chain", "draw"))
+    if not extra:
+        return [(str(da.name), bool(flags))]
+    flat = flags.stack(__element__=extra)
+    return [(f"{da.name}[{', '.join(str(p) for p in (k if isinstance(k, tuple) else (k,)))}]",
+             bool(v)) for k, v in zip(flat["__element__"].values, flat.values, strict=True)]
 
 
 def _text(passed: bool, failures: list[str], table: pd.DataFrame, divergences: int,

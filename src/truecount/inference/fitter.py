@@ -336,7 +336,7 @@ class Fitter:
         shape = (posterior.sizes["chain"], posterior.sizes["draw"])
         n_channels = len(self.coords["channel"])
         prior_draws = draw_parameters(self.spec, n_channels, np.random.default_rng([seed, 1]),
-                                      size=(1, draws))
+                                      size=(1, draws), kinds=self.info.structure["kinds"])
         prior_params = {k: v for k, v in prior_draws.items() if k in self.free}
         groups = {}
         for group, params_source, group_shape, stream in (

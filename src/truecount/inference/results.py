@@ -43,6 +43,10 @@ DEFAULT_MASSES = (0.9, 0.95)
 #: What the summary says of a claim of call attempts instead of a probability: the lines do
 #: not bound attempts, so capacity cannot rule such a claim out.
 UNBOUNDED_TEXT = "1: a count of call attempts, which lines do not bound"
+#: ... and of a claim an online form counts towards: no line limits a form.
+FORM_TEXT = "1: an online form counts towards it, and no line limits a form"
+#: A capacity with an online form in it (infinite in the draws).
+NO_LIMIT_TEXT = "no limit: an online form, which no line limits, is among the channels"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Interval:
 
     def text(self) -> str:
         """``"1,900 (90% equal-tailed credible interval 480-5,800)"``."""
+        if math.isinf(self.median):
+            return NO_LIMIT_TEXT
         return (f"{format_number(self.median)} ({self.mass:.0%} {INTERVAL_KINDS[self.kind]} "
                 f"{format_number(self.lower)}-{format_number(self.upper)})")
 
@@ -98,8 +104,20 @@ class Summary:
     conflicts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return dataclasses.asdict(self)
+        """Plain data for JSON (an infinite capacity, an online form's, as ``null``)."""
+        data: dict[str, Any] = _finite(dataclasses.asdict(self))
+        return data
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every infinite or NaN float replaced by None, which JSON can hold."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def quantity_table(tree: xr.DataTree, gate_result: GateResult,
@@ -111,11 +129,15 @@ def quantity_table(tree: xr.DataTree, gate_result: GateResult,
     Probabilities (``claim_possible``, ``p_honest``, ``p_counts_attempts``) are posterior means.
     """
     post = tree["posterior"].to_dataset()
+    kinds = channel_kinds(tree)
     rows: dict[str, dict[str, float]] = {}
     for name in [*REPORTED, "claim_possible", "total_capacity"]:
         da = post["capacity"].sum("channel") if name == "total_capacity" else post.get(name)
         if da is None:
             continue
+        if name in PARAMETERS and "channel" in da.dims:  # only the channels it describes
+            da = da.sel(channel=[c for c in da["channel"].values
+                                 if kinds.get(str(c), "phone_lines") in PARAMETERS[name].kinds])
         da = da.astype(float)
         extra = [str(d) for d in da.dims if d not in ("chain", "draw")]
         stacked = da.stack(__sample__=("chain", "draw")).transpose(*extra, "__sample__")
@@ -132,6 +154,20 @@ def quantity_table(tree: xr.DataTree, gate_result: GateResult,
     return table
 
 
+def channel_kinds(tree: xr.DataTree) -> dict[str, str]:
+    """Each channel's kind, from the fit's data (``channel_is_form``; phone lines without it)."""
+    if "constant_data" not in tree.children:
+        return {}
+    data = tree["constant_data"].to_dataset()
+    if "channel_is_form" in data:
+        return {str(c): "online_form" if f > 0.5 else "phone_lines"
+                for c, f in zip(data["channel"].values, data["channel_is_form"].values,
+                                strict=True)}
+    if "peak_submissions_per_hour" in tree["posterior"].to_dataset():  # forms only
+        return {str(c): "online_form" for c in data["channel"].values}
+    return {}
+
+
 def _labels(name: str, da: xr.DataArray, extra: list[str]) -> list[str]:
     if not extra:
         return [name]
@@ -141,6 +177,11 @@ def _labels(name: str, da: xr.DataArray, extra: list[str]) -> list[str]:
 
 
 def _row(x: np.ndarray, masses: tuple[float, ...]) -> dict[str, float]:
+    if x.size and not np.isfinite(x[0]) and np.all(x == x[0]):
+        # An infinite constant: the capacity of an online form, which no line limits.
+        keys = ["mean", "median"] + [f"{k}{round(m * 100):d}_{b}" for m in masses
+                                     for k in ("eti", "hdi") for b in ("lb", "ub")]
+        return dict.fromkeys(keys, float(x[0])) | {"sd": 0.0}
     sd = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
     row = {"mean": float(np.mean(x)), "sd": sd, "median": float(np.median(x))}
     for mass in masses:
@@ -167,6 +208,8 @@ def summarize(tree: xr.DataTree, gate_result: GateResult, table: pd.DataFrame | 
     unbounded = (constant["claim_quantity"].sel(quantity="attempts") > 0.5
                  if "claim_quantity" in constant and "quantity" in constant["claim_quantity"].coords
                  else xr.zeros_like(values, dtype=bool))
+    # An online form counts towards the claim: its capacity at the claim is infinite.
+    on_form = xr.apply_ufunc(np.isinf, post["capacity_at_claim"]).all(("chain", "draw"))
 
     def iv(label: str) -> Interval:
         return interval_from_table(table, label, mass, kind)
@@ -179,7 +222,8 @@ def summarize(tree: xr.DataTree, gate_result: GateResult, table: pd.DataFrame | 
             id=c, value=int(values.sel(claim=claim)), date=(claim_dates or {}).get(c, ""),
             true_at_claim=iv(f"true_at_claim[{c}]"), inflation=iv(f"inflation_factor[{c}]"),
             p_possible=p_possible,
-            p_possible_text=(UNBOUNDED_TEXT if bool(unbounded.sel(claim=claim))
+            p_possible_text=(FORM_TEXT if bool(on_form.sel(claim=claim))
+                             else UNBOUNDED_TEXT if bool(unbounded.sel(claim=claim))
                              else format_probability(p_possible, n)),
             p_honest=float(table.loc[f"p_honest[{c}]", "mean"]),
             p_counts_attempts=float(table.loc[f"p_counts_attempts[{c}]", "mean"]),

@@ -35,6 +35,7 @@ import xarray as xr
 
 from truecount.errors import InputError, show, show_choices
 from truecount.inputs._fields import Fields, dotted, format_clock, read_toml
+from truecount.quantities import CHANNEL_KINDS as QUANTITY_CHANNEL_KINDS
 
 SCHEMA_VERSION = 1
 
@@ -43,7 +44,9 @@ SCHEMA_VERSION = 1
 CLAIM_COUNTS = ("attempts", "answered", "registrations", "turned_up", "unclear")
 #: What the claimant presented the figure as (the same steps; a figure is usually presented as people).
 CLAIM_PRESENTED = ("attempts", "answered", "registrations", "turned_up")
-CHANNEL_KINDS = ("phone_lines",)
+#: Kinds of channel: lines that take one call each, a busy line lost (``phone_lines``); an online
+#: form, website or messaging account that no line limits (``online_form``).
+CHANNEL_KINDS = QUANTITY_CHANNEL_KINDS
 #: Qualitative strengths of unreachability evidence, weakest first; the spec maps each to data.
 EVIDENCE_STRENGTHS = ("some", "many", "most", "nearly_all")
 #: Channel fields that a reading may override.
@@ -77,7 +80,10 @@ class Sourced:
 
 @dataclass(frozen=True)
 class Channel:
-    """One enrolment channel: ``servers`` lines open ``opens``-``closes`` daily, first to last day."""
+    """One enrolment channel: ``servers`` lines open ``opens``-``closes`` daily, first to last day.
+
+    An ``online_form`` has no lines (``servers`` is 0): nothing limits how many it takes an hour.
+    """
 
     id: str
     kind: str
@@ -106,8 +112,13 @@ class Channel:
 
     @property
     def line_hours_per_day(self) -> float:
-        """Lines times hours open, per day."""
+        """Lines times hours open, per day (0 for an online form, which has no lines)."""
         return self.servers * self.hours_per_day
+
+    @property
+    def bounded(self) -> bool:
+        """Whether lines limit what the channel can take (not for an online form)."""
+        return self.kind != "online_form"
 
     @property
     def hours_label(self) -> str:
@@ -344,7 +355,8 @@ class Case:
 
         Dimensions: ``channel``, ``day`` (calendar days, local time), ``claim``, ``evidence``.
 
-        Variables: ``servers(channel)``; ``open_hours(channel, day)``; ``claim_value``,
+        Variables: ``servers(channel)`` (0 for an online form), ``channel_kind(channel)``;
+        ``open_hours(channel, day)``; ``claim_value``,
         ``claim_rounding``, ``claim_cumulative``, ``claim_counts``, ``claim_presented_as``,
         ``claim_time`` (UTC), ``claim_channel`` (the one channel it is about, "" for all)
         ``(claim)``; ``claim_exposure(claim, channel, day)``: the share of each
@@ -391,6 +403,7 @@ class Case:
         return xr.Dataset(
             {
                 "servers": ("channel", np.array([c.servers for c in self.channels], dtype=np.int64)),
+                "channel_kind": ("channel", np.array([c.kind for c in self.channels], dtype=str)),
                 "open_hours": (("channel", "day"), open_hours),
                 "claim_value": ("claim", np.array([c.value for c in self.claims], dtype=float)),
                 "claim_rounding": ("claim", np.array([c.rounding for c in self.claims], dtype=float)),
@@ -496,12 +509,12 @@ def load_case(path: str | Path, readings: Sequence[str] = ()) -> Case:
               for f in top.tables("claims", min_items=1)]
     _unique([c.id for c in claims], top, "claims")
 
-    evidence = [_parse_evidence(f, cited, channel_ids) for f in top.tables("evidence",
+    evidence = [_parse_evidence(f, cited, channels) for f in top.tables("evidence",
                                                                             required=False)]
     _unique([e.id for e in evidence], top, "evidence")
 
     reading_tables = {
-        name: _parse_reading(name, f, cited, channel_ids)
+        name: _parse_reading(name, f, cited, channels)
         for name, f in top.subtables("readings", required=False).items()
     }
     statements = [_parse_statement(f, cited) for f in top.tables("statements", required=False)]
@@ -553,10 +566,18 @@ def _parse_sources(top: Fields) -> dict[str, Source]:
 
 def _parse_channel(f: Fields, cited: Any) -> Channel:
     kind = f.req_text("kind", choices=CHANNEL_KINDS)
+    if kind == "online_form":
+        if f.has("servers"):
+            raise f.error("servers", show(f.data["servers"]), "no servers for an online form",
+                          "An online form has no lines; remove servers, or use kind = "
+                          "\"phone_lines\".")
+        servers = 0
+    else:
+        servers = f.req_integer("servers", min=1, max=100_000)
     channel = Channel(
         id=f.req_text("id"),
         kind=kind,
-        servers=f.req_integer("servers", min=1, max=100_000),
+        servers=servers,
         opens=_req_clock(f, "opens"),
         closes=_req_clock(f, "closes"),
         first_day=_case_date(f, "first_day"),
@@ -720,8 +741,12 @@ def _check_claims(case: Case) -> None:
                              f"a date on or after the announcement ({case.announced})")
 
 
-def _parse_evidence(f: Fields, cited: Any, channel_ids: list[str]) -> Evidence:
-    channel = f.req_text("channel", choices=channel_ids)
+def _parse_evidence(f: Fields, cited: Any, channels: list[Channel]) -> Evidence:
+    channel = f.req_text("channel", choices=[c.id for c in channels])
+    if not next(c for c in channels if c.id == channel).bounded:
+        raise f.error("channel", show(channel), "a channel with lines",
+                      "Reports of unreachable lines are about phone lines; this channel is an "
+                      "online form, which the model does not let fail.")
     failed = f.integer("failed", required=False, min=0, max=10**9)
     succeeded = f.integer("succeeded", required=False, min=0, max=10**9)
     strength = f.text("strength", required=False, choices=EVIDENCE_STRENGTHS)
@@ -742,11 +767,16 @@ def _parse_evidence(f: Fields, cited: Any, channel_ids: list[str]) -> Evidence:
     return evidence
 
 
-def _parse_reading(name: str, f: Fields, cited: Any, channel_ids: list[str]) -> Reading:
+def _parse_reading(name: str, f: Fields, cited: Any, channels: list[Channel]) -> Reading:
     overrides: dict[str, dict[str, Any]] = {}
+    channel_ids = [c.id for c in channels]
     for channel_id, sub in f.subtables("channels").items():
         if channel_id not in channel_ids:
             raise sub.error("", "an unknown channel id", "one of " + show_choices(channel_ids))
+        if sub.has("servers") and not channels[channel_ids.index(channel_id)].bounded:
+            raise sub.error("servers", show(sub.data["servers"]), "no servers for an online form",
+                            "An online form has no lines; a reading can change its hours and "
+                            "days.")
         values: dict[str, Any] = {}
         for key in sub.data:
             if key not in READING_FIELDS:

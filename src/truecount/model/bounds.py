@@ -33,7 +33,9 @@ class ChannelBound:
     last_day: str | None
     days: int
     line_hours: float
-    max_registrations: float
+    #: None for an online form: no line limits it.
+    max_registrations: float | None
+    kind: str = "phone_lines"
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,16 @@ class ClaimBound:
     value: int
     date: str | None
     line_hours_before: float
-    handle_time_needed: float
-    days_needed: float
+    #: None when an online form counts towards the claim (no handle time or days limit it).
+    handle_time_needed: float | None
+    days_needed: float | None
     possible: bool
-    #: False for a claim of call attempts: lines limit the calls they answer, not the attempts
-    #: made, so capacity cannot rule it out (``possible`` is then True).
+    #: False for a claim of call attempts (lines limit the calls they answer, not the attempts
+    #: made) and for a claim an online form counts towards (no line limits a form): capacity
+    #: cannot rule it out, and ``possible`` is then True.
     bounded: bool = True
+    #: Why the claim is not bounded: "attempts" or "online_form" ("" when it is bounded).
+    unbounded_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,15 +106,23 @@ def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> Capac
     ds = case.to_dataset()
     line_hours = ds.servers.values[:, None] * ds.open_hours.values  # (channel, day)
     before = (ds.claim_exposure.values * line_hours).sum(axis=(1, 2))
+    is_form = ds.channel_kind.values == "online_form"
+    form_hours = (ds.claim_exposure.values * ds.open_hours.values)[:, is_form].sum(axis=(1, 2))
     claims = []
-    for claim, b in zip(case.claims, before, strict=True):
+    for claim, b, on_form in zip(case.claims, before, form_hours, strict=True):
         about = [c for c in case.channels if claim.channel in (None, c.id)]
         per_day = sum(c.line_hours_per_day for c in about)
         label = claim.when if claim.since is None and claim.channel is None else \
             f"{claim.period}, {claim.scope}"
+        if on_form > 0:
+            claims.append(ClaimBound(claim.id, claim.value, label, float(b), None, None,
+                                     possible=True, bounded=False,
+                                     unbounded_because="online_form"))
+            continue
         bound = _claim_bound(claim.id, claim.value, label, float(b), per_day, handle_time)
         if claim.counts == "attempts":
-            bound = dataclasses.replace(bound, possible=True, bounded=False)
+            bound = dataclasses.replace(bound, possible=True, bounded=False,
+                                        unbounded_because="attempts")
         claims.append(bound)
     statements = [
         {"id": s.id, "value": s.value, "unit": s.unit, "about": s.about, "source": s.cited.source}
@@ -138,12 +152,12 @@ def options_capacity(
 
 def _channel_bound(c: Channel, handle_time: float) -> ChannelBound:
     line_hours = c.servers * c.hours_per_day * c.n_days
+    most = (float(capacity.max_registrations(c.servers, c.hours_per_day * c.n_days, handle_time))
+            if c.bounded else None)
     return ChannelBound(
         id=c.id, servers=c.servers, hours=c.hours_label, hours_per_day=c.hours_per_day,
         first_day=c.first_day.isoformat(), last_day=c.last_day.isoformat(), days=c.n_days,
-        line_hours=line_hours,
-        max_registrations=float(capacity.max_registrations(c.servers, c.hours_per_day * c.n_days,
-                                                           handle_time)),
+        line_hours=line_hours, max_registrations=most, kind=c.kind,
     )
 
 

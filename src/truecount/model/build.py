@@ -28,7 +28,7 @@ from truecount.inputs.case import Case
 from truecount.inputs.spec import Prior, Spec
 from truecount.model import equations
 from truecount.model.capacity import log_blocking_scalar, log_blocking_slope
-from truecount.model.data import model_inputs, model_structure
+from truecount.model.data import model_inputs, model_structure, needs_parameter
 from truecount.quantities import PARAMETERS, QUANTITY, SAMPLED
 
 
@@ -126,17 +126,6 @@ PYTENSOR = equations.Backend(
                                                 axes=[[1, 2], [1, 2]]),
     per_evidence=pt.dot,
 )
-
-
-def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
-    """Whether the model of ``structure`` has the sampled parameter ``name``."""
-    needs: dict[str, bool] = {
-        "daily_retention": structure["demand"] == "decaying",
-        "honest_probability": bool(structure["honest_claims"]),
-        "counts_attempts_probability": any(structure["unclear"]),
-        "report_bias_odds": bool(structure["has_evidence"]),
-    }
-    return needs.get(name, True)
 
 
 def build_model(case: Case | xr.Dataset, spec: Spec) -> pm.Model:

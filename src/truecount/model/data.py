@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from truecount.inputs.spec import Spec
-from truecount.quantities import FUNNEL
+from truecount.quantities import CHANNEL_KINDS, FUNNEL, PARAMETERS
 
 #: Where each "counts" / "presented_as" value of a claim sits on the funnel.
 _FUNNEL_OF = {"registrations": 0, "turned_up": 0, "answered": 1, "attempts": 2}
@@ -28,7 +28,9 @@ def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
     Not the line counts: the model reads them as data (:func:`truecount.model.build.log_erlang_b`).
     """
     mixture = spec.structure["unclear_claims"] == "mixture"
+    present = {str(k) for k in ds.channel_kind.values}
     return {
+        "kinds": tuple(k for k in CHANNEL_KINDS if k in present),
         "unclear": tuple(bool(mixture and c == "unclear") for c in ds.claim_counts.values),
         "demand": spec.structure["demand"],
         "honest_claims": bool(spec.structure["honest_claims"]),
@@ -36,11 +38,30 @@ def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
     }
 
 
+def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
+    """Whether the model of ``structure`` has the sampled parameter ``name``.
+
+    A per-channel parameter exists only if the case has a channel of a kind it describes
+    (:attr:`truecount.quantities.Quantity.kinds`).
+    """
+    needs: dict[str, bool] = {
+        "daily_retention": structure["demand"] == "decaying",
+        "honest_probability": bool(structure["honest_claims"]),
+        "counts_attempts_probability": any(structure["unclear"]),
+        "report_bias_odds": bool(structure["has_evidence"]),
+    }
+    kinds = PARAMETERS[name].kinds if name in PARAMETERS else CHANNEL_KINDS
+    return needs.get(name, True) and any(k in structure["kinds"] for k in kinds)
+
+
 def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
     """The arrays the model of ``ds`` under ``spec`` reads, with their dimensions.
 
     Only what the structure uses: ``open_day_index`` (each day's index among its channel's open
-    days) with decaying demand, the ``evidence_*`` arrays with evidence. Evidence given as a
+    days) with decaying demand, the ``evidence_*`` arrays with evidence, ``channel_is_form`` (1
+    for an online form) when the case mixes lines and forms. An online form's ``servers`` is 1,
+    a placeholder the equations never use, so that the Erlang-B arithmetic of the lines, computed
+    for every channel and then masked, stays finite (its gradient too). Evidence given as a
     strength ("many") takes its counts from the spec's ``[evidence_strength]`` mapping.
     """
     structure = model_structure(ds, spec)
@@ -51,9 +72,12 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
         quantity[k, _FUNNEL_OF[presented if counts == "unclear" else counts]] = 1.0
     cd = ("channel", "day")
     data: dict[str, Any] = {
-        "servers": ("channel", ds.servers.values.astype(np.int64)),
+        "servers": ("channel", np.maximum(ds.servers.values, 1).astype(np.int64)),
         "open_hours": (cd, open_hours),
     }
+    if len(structure["kinds"]) > 1:
+        data["channel_is_form"] = ("channel", (ds.channel_kind.values == "online_form")
+                                   .astype(float))
     if structure["demand"] == "decaying":
         is_open = open_hours > 0
         data["open_day_index"] = (cd, np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0)

@@ -43,6 +43,28 @@ Channel (per channel :math:`c` and calendar day :math:`d`)
     Since :math:`\lambda (1 - B) \le S \cdot 60/\tau`, expected enrolments never exceed the channel's
     capacity :math:`S\, H\, s\, q \cdot 60/\tau`.
 
+Online forms (a channel of kind ``online_form``)
+    An online form, website or messaging account has no lines, so demand cannot be stated
+    against a size: it takes :math:`\lambda_c` submissions an open hour on its first open day
+    (``peak_submissions_per_hour``), decaying as the lines' demand does,
+    :math:`\lambda_{cd} = \lambda_c \rho_c^{\,i_{cd}}` (on the log scale). Nothing is lost:
+    :math:`B_{cd} = 0` and every submission goes through,
+
+    .. math::
+
+        \text{attempts}_{cd} = \text{answered}_{cd} = \lambda_{cd} H_{cd}, \quad
+        \mu_{cd} = q_c\, \lambda_{cd} H_{cd},
+
+    with :math:`q_c` the share of submissions that are enrolments (duplicates, tests and spam
+    are not). Its capacity is unbounded: ``capacity`` is :math:`+\infty`, and so is
+    ``capacity_at_claim`` of every claim that counts any of its open hours (whose
+    ``days_needed`` is then 0), so that such a claim is always "possible"; a claim about the
+    lines alone keeps the lines' bound. A form's failed share is 0, and evidence of unreachable
+    lines may not name it. The lines' parameters (:math:`\tau, s, a`) exist only if the case has
+    lines, the form's :math:`\lambda_c` only if it has a form; in a case with both, each is
+    sampled for every channel and used only on its own kind (``channel_is_form``), and tables
+    and figures show only the elements that mean something.
+
 Claims (per claim :math:`k` with published value :math:`y_k`)
     A claim reports a quantity :math:`Q_k` on the funnel, summed over the channels and days it
     covers with weights :math:`e_{kcd}`, the share of day :math:`d`'s open hours on channel
@@ -167,24 +189,76 @@ DETERMINISTICS = tuple(q.name for q in QUANTITIES if q.kind == "deterministic")
 
 
 def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],
-                  demand: str) -> dict[str, Any]:
-    """Attempts, answered calls, expected enrolments and blocking per channel and day."""
+                  structure: Mapping[str, Any]) -> dict[str, Any]:
+    """Attempts, answered calls, expected enrolments and blocking per channel and day.
+
+    Lines and forms are each computed only if the case has them; a case with both computes the
+    lines' arithmetic for every channel and takes the form's where ``channel_is_form`` is 1.
+    """
     hours = inputs["open_hours"]
-    servers = inputs["servers"]
-    peak = capacity.attempts_per_hour(params["peak_load_per_line"], servers, params["handle_time"])
-    b.named("peak_attempts_per_hour", peak)
-    # Demand on the log scale: a long campaign's fading demand (0.5 ** 365) underflows to 0,
-    # and log 0 would make the blocking's gradient NaN.
-    log_load = b.log(params["peak_load_per_line"] * servers)[..., None] * b.ones_like(hours)
-    if demand == "decaying":
-        log_load = log_load + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None]
-    rate = b.exp(log_load) * (60.0 / params["handle_time"])[..., None]
-    blocking = b.named("blocking", b.exp(b.log_erlang_b(servers[:, None], log_load)))
-    attempts = b.named("attempts", rate * hours)
-    answered = attempts * params["attended_share"][..., None] * (1.0 - blocking)
+    kinds = structure["kinds"]
+    decaying = structure["demand"] == "decaying"
+    lines: dict[str, Any] = {}
+    if "phone_lines" in kinds:
+        servers = inputs["servers"]
+        lines["peak"] = capacity.attempts_per_hour(params["peak_load_per_line"], servers,
+                                                   params["handle_time"])
+        # Demand on the log scale: a long campaign's fading demand (0.5 ** 365) underflows to 0,
+        # and log 0 would make the blocking's gradient NaN.
+        log_load = b.log(params["peak_load_per_line"] * servers)[..., None] * b.ones_like(hours)
+        if decaying:
+            log_load = (log_load
+                        + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None])
+        lines["rate"] = b.exp(log_load) * (60.0 / params["handle_time"])[..., None]
+        lines["blocking"] = b.exp(b.log_erlang_b(servers[:, None], log_load))
+        lines["through"] = params["attended_share"][..., None] * (1.0 - lines["blocking"])
+    forms: dict[str, Any] = {}
+    if "online_form" in kinds:
+        forms["peak"] = params["peak_submissions_per_hour"]
+        log_rate = b.log(forms["peak"])[..., None] * b.ones_like(hours)
+        if decaying:
+            log_rate = (log_rate
+                        + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None])
+        forms["rate"] = b.exp(log_rate)
+        forms["blocking"] = b.zeros_like(forms["rate"])
+        forms["through"] = b.ones_like(forms["rate"])
+    if lines and forms:
+        is_form = inputs["channel_is_form"]
+        flows = {key: b.where(is_form[:, None] > 0.5, forms[key], lines[key])
+                 for key in ("rate", "blocking", "through")}
+        flows["peak"] = b.where(is_form > 0.5, forms["peak"], lines["peak"])
+    else:
+        flows = lines or forms
+    peak = b.named("peak_attempts_per_hour", flows["peak"])
+    blocking = b.named("blocking", flows["blocking"])
+    attempts = b.named("attempts", flows["rate"] * hours)
+    if forms:
+        answered = attempts * flows["through"]
+    else:  # the lines' expression as it always was (same rounding, same numbers)
+        answered = attempts * params["attended_share"][..., None] * (1.0 - blocking)
     expected = b.named("expected_enrolments", answered * params["enrol_share"][..., None])
     return {"blocking": blocking, "attempts": attempts, "answered": answered,
-            "expected": expected, "peak_attempts_per_hour": peak}
+            "through": flows["through"], "expected": expected, "peak_attempts_per_hour": peak}
+
+
+def channel_capacity(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],
+                     structure: Mapping[str, Any]) -> tuple[Any, Any]:
+    r"""Registrations an open hour each channel could take, and a mask of the unbounded ones.
+
+    ``(per_hour, unbounded)``, each ``(..., channel)``: a line channel's :math:`S s \cdot 60/\tau`;
+    an online form's is 0 in ``per_hour`` and 1 in ``unbounded`` (no line limits it), so that sums
+    over channels stay finite and a result an online form takes part in is set to infinity after.
+    """
+    kinds = structure["kinds"]
+    if "phone_lines" not in kinds:
+        zero = b.zeros_like(params["enrol_share"])
+        return zero, zero + 1.0
+    per_hour = capacity.registrations_per_hour(inputs["servers"], params["handle_time"],
+                                               params["attended_share"])
+    if "online_form" not in kinds:
+        return per_hour, None
+    is_form = inputs["channel_is_form"]
+    return per_hour * (1.0 - is_form), is_form + b.zeros_like(per_hour)
 
 
 def claim_terms(b: Backend, funnel: Any, inputs: Mapping[str, Any], structure: Mapping[str, Any],
@@ -234,25 +308,35 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
     ``structure`` is :func:`truecount.model.data.model_structure`'s; ``sigma_u`` the inflation
     scale (the spec's ``log_inflation`` sigma).
     """
-    flows = channel_flows(b, inputs, params, structure["demand"])
+    flows = channel_flows(b, inputs, params, structure)
     hours = inputs["open_hours"]
     # What each claim counts: its period's share of each day's open hours, on the channels it is
     # about (the case's exposure is already zero elsewhere; the mask also sets days_needed).
     scope = inputs["claim_channels"]
     exposure = inputs["claim_exposure"] * scope[:, :, None]
-    attempts, blocking, share = flows["attempts"], flows["blocking"], params["attended_share"]
+    attempts, blocking = flows["attempts"], flows["blocking"]
     out = {"peak_attempts_per_hour": flows["peak_attempts_per_hour"],
            "blocking": blocking, "attempts": attempts,
            "expected_enrolments": flows["expected"],
            "unanswered_attempts": b.named("unanswered_attempts", attempts - flows["answered"])}
-    per_hour = capacity.registrations_per_hour(inputs["servers"], params["handle_time"], share)
+    per_hour, unbounded = channel_capacity(b, inputs, params, structure)
     total_hours = hours.sum(axis=-1)
-    out["capacity"] = b.named("capacity", per_hour * total_hours)
-    out["capacity_at_claim"] = b.named(
-        "capacity_at_claim", b.at_claims(exposure, [per_hour[..., None] * hours])[..., 0])
+    at_claim = b.at_claims(exposure, [per_hour[..., None] * hours])[..., 0]
     open_days = b.maximum((hours > 0).sum(axis=-1), 1)
     per_day = ((per_hour * total_hours / open_days)[..., None, :] * scope).sum(axis=-1)
-    out["days_needed"] = b.named("days_needed", inputs["claim_value"] / per_day)
+    days_needed = inputs["claim_value"] / per_day
+    if unbounded is None:
+        out["capacity"] = b.named("capacity", per_hour * total_hours)
+    else:
+        # An online form takes part in a claim if the claim counts any of its open hours; no line
+        # bounds the claim then, and no number of days at full capacity is needed.
+        unbounded_at_claim = b.at_claims(exposure, [unbounded[..., None] * hours])[..., 0] > 0
+        out["capacity"] = b.named("capacity", b.where(unbounded > 0.5, np.inf,
+                                                      per_hour * total_hours))
+        at_claim = b.where(unbounded_at_claim, np.inf, at_claim)
+        days_needed = b.where(unbounded_at_claim, 0.0, days_needed)
+    out["capacity_at_claim"] = b.named("capacity_at_claim", at_claim)
+    out["days_needed"] = b.named("days_needed", days_needed)
     funnel = b.maximum(b.at_claims(exposure, [flows["expected"], flows["answered"], attempts]),
                        0.5)
     out["funnel_at_claim"] = b.named("funnel_at_claim", funnel)
@@ -263,7 +347,7 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
     out["p_counts_attempts"] = b.named("p_counts_attempts",
                                        b.exp(b.logsumexp(terms[[2, 3]]) - total))
     out["failed_share"] = b.named(
-        "failed_share", (attempts * (1.0 - share[..., None] * (1.0 - blocking))).sum(axis=-1)
+        "failed_share", (attempts * (1.0 - flows["through"])).sum(axis=-1)
         / b.maximum(attempts.sum(axis=-1), 1e-12))
     return out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,7 @@ def simulate(case: Case, spec: Spec, rng: np.random.Generator,
     inputs = arrays(model_inputs(ds, spec))
     structure = model_structure(ds, spec)
     if params is None:
-        params = draw_parameters(spec, ds.sizes["channel"], rng)
+        params = draw_parameters(spec, ds.sizes["channel"], rng, kinds=structure["kinds"])
     sigma_u = spec.priors["log_inflation"].params["sigma"]
     det = equations.numpy_deterministics(inputs, structure, params, sigma_u)
     counts, at_claim = realize_counts(det["expected_enrolments"], inputs["claim_exposure"], rng)
@@ -153,15 +154,19 @@ def truth_dataset(sim: Simulated) -> xr.Dataset:
 
 
 def draw_parameters(spec: Spec, n_channels: int, rng: np.random.Generator,
-                    size: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+                    size: tuple[int, ...] = (), *, kinds: Sequence[str]) -> dict[str, np.ndarray]:
     """Draws of every sampled parameter from the spec's priors, with leading shape ``size``.
 
     Per-channel parameters get a trailing ``channel`` axis; the inflation scale, integrated out of
-    the model, is not drawn.
+    the model, is not drawn, nor a per-channel parameter of kinds of channel the case does not
+    have (``kinds``: its channels' kinds, as in ``model_structure(...)["kinds"]``).
     """
     params: dict[str, np.ndarray] = {}
     for name, prior in spec.priors.items():
-        if not PARAMETERS[name].sampled:  # integrated out of the model
+        quantity = PARAMETERS[name]
+        if not quantity.sampled:  # integrated out of the model
+            continue
+        if not any(k in kinds for k in quantity.kinds):
             continue
         shape = (*size, n_channels) if name in CHANNEL_PARAMETERS else size
         params[name] = np.asarray(prior.scipy().rvs(size=shape, random_state=rng), dtype=float)

@@ -39,8 +39,8 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 from scipy.stats import binom, rankdata
 
-from truecount.inference.results import format_number, round_to_sd
-from truecount.quantities import QUANTITIES, SAMPLED
+from truecount.inference.results import channel_kinds, format_number, round_to_sd
+from truecount.quantities import QUANTITIES, QUANTITY, SAMPLED
 
 #: The model parameters shown by :func:`prior_posterior` and :func:`diagnostics` by default.
 PARAMETERS = SAMPLED
@@ -379,10 +379,13 @@ def timeline(tree: xr.DataTree, mass: float = 0.9, stamp: str | None = None) -> 
         hours = constant["open_hours"]
         total = hours.sum("day")
         share = (hours / total.where(total > 0)).fillna(0.0)
-        per_day = (posterior["capacity"] * share).sum([d for d in share.dims if d != "day"])
+        capacity = posterior["capacity"]
+        form = np.isinf(capacity)  # an online form: no ceiling; the lines' is drawn
+        per_day = (capacity.where(~form, 0.0) * share).sum([d for d in share.dims if d != "day"])
         ceiling = per_day.cumsum("day").median(_SAMPLE_DIMS).transpose("day").values
-        ax.plot(x, _positive(ceiling), color="black", linestyle="--", linewidth=1.5,
-                label="capacity ceiling (median, cumulative)")
+        label = ("capacity ceiling of the lines (median, cumulative; an online form has none)"
+                 if bool(form.any()) else "capacity ceiling (median, cumulative)")
+        ax.plot(x, _positive(ceiling), color="black", linestyle="--", linewidth=1.5, label=label)
         values += [v for v in ceiling.tolist() if v > 0]
 
     if constant is not None and "claim_exposure" in constant and "claim_value" in constant:
@@ -427,11 +430,22 @@ def timeline(tree: xr.DataTree, mass: float = 0.9, stamp: str | None = None) -> 
 # 3. Prior and posterior of the parameters
 # ---------------------------------------------------------------------------------------------------
 
-def _panels(ds: xr.Dataset, var_names: Sequence[str] | None
+def _panels(ds: xr.Dataset, var_names: Sequence[str] | None, kinds: dict[str, str] | None = None
             ) -> list[tuple[str, str, dict[str, int], xr.DataArray]]:
-    """(variable, label, positions, draws) for each scalar element of the named variables in ``ds``."""
+    """(variable, label, positions, draws) for each scalar element of the named variables in ``ds``.
+
+    A per-channel parameter gets panels only for the channels whose kind it describes
+    (``kinds``: channel -> kind, :func:`truecount.inference.results.channel_kinds`).
+    """
     names = [n for n in (var_names if var_names is not None else PARAMETERS) if n in ds]
-    return [(name, label, index, da) for name in names for label, index, da in _elements(ds[name])]
+    panels = []
+    for name in names:
+        da = ds[name]
+        if kinds and name in QUANTITY and "channel" in da.dims:
+            da = da.sel(channel=[c for c in da["channel"].values
+                                 if kinds.get(str(c), "phone_lines") in QUANTITY[name].kinds])
+        panels += [(name, label, index, x) for label, index, x in _elements(da)]
+    return panels
 
 
 def prior_posterior(tree: xr.DataTree, var_names: Sequence[str] | None = None,
@@ -456,7 +470,7 @@ def prior_posterior(tree: xr.DataTree, var_names: Sequence[str] | None = None,
     """
     posterior = tree["posterior"].to_dataset()
     prior = _group(tree, "prior")
-    panels = _panels(posterior, var_names)
+    panels = _panels(posterior, var_names, channel_kinds(tree))
     ncols = 3 if len(panels) > 4 else max(1, len(panels))
     nrows = max(1, math.ceil(len(panels) / ncols))
     fig = _new_figure(1.2 + 2.1 * nrows)
@@ -586,7 +600,7 @@ def diagnostics(tree: xr.DataTree, var_names: Sequence[str] | None = None,
     """
     posterior = tree["posterior"].to_dataset()
     stats = _group(tree, "sample_stats")
-    panels = _panels(posterior, var_names)
+    panels = _panels(posterior, var_names, channel_kinds(tree))
     energy = stats["energy"].transpose(*_SAMPLE_DIMS).values if stats is not None and \
         "energy" in stats else None
     count = len(panels) + (energy is not None)

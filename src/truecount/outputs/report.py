@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from truecount.inference.diagnostics import GateResult
 from truecount.inference.results import (
     CONFLICT,
     CONFLICT_MASS,
+    FORM_TEXT,
     INTERVAL_KINDS,
     Summary,
     format_number,
@@ -109,10 +111,14 @@ def _blocks(analysis: Analysis, case: Case, spec: Spec,
     ]
     if summary.stamp:
         b.append(("stamp", summary.stamp))
+    ceiling = (f"The channel could have registered at most {summary.capacity.text()} people over "
+               "its open hours (every attended line always busy, every answered call an "
+               "enrolment)." if math.isfinite(summary.capacity.median) else
+               "Capacity does not bound the total: an online form, which no line limits, is "
+               "among the channels, so only the claims about the lines alone can be checked "
+               "against what the lines could do.")
     b.append(("p", f"**True enrolments by the end of the drive ({end}): "
-                   f"{summary.true_enrolments.text()}.** The channel could have registered at most "
-                   f"{summary.capacity.text()} people over its open hours (every attended line "
-                   "always busy, every answered call an enrolment)."))
+                   f"{summary.true_enrolments.text()}.** {ceiling}"))
     for conflict in summary.conflicts:
         b.append(("conflict", f"{CONFLICT}: {conflict}"))
     if summary.conflicts:
@@ -125,7 +131,7 @@ def _blocks(analysis: Analysis, case: Case, spec: Spec,
     for c in summary.claims:
         rows.append([c.id, f"{c.value:,}", c.date, _iv(c.true_at_claim), _iv(c.inflation),
                      c.p_possible_text, f"{c.p_honest:.2f}", f"{c.p_counts_attempts:.2f}",
-                     _iv(c.days_needed)])
+                     _iv(c.days_needed) if c.p_possible_text != FORM_TEXT else "not bounded"])
     b.append(("table", ["claim", "published", "date", "true enrolments by then",
                         "inflation factor (claim / true)", "P(physically possible)",
                         "P(honest)", "P(counts call attempts)",
@@ -166,8 +172,13 @@ def _iv(iv: Any) -> str:
 def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
     attrs = tree.attrs
     channels = "; ".join(
-        f"{c.id}: {c.servers} lines open {c.hours_label} ({c.hours_per_day:g} h a day) from "
-        f"{c.first_day} to {c.last_day}" for c in case.channels)
+        f"{c.id}: {f'{c.servers} lines' if c.bounded else 'an online form'} open "
+        f"{c.hours_label} ({c.hours_per_day:g} h a day) from {c.first_day} to {c.last_day}"
+        for c in case.channels)
+    forms = ("" if all(c.bounded for c in case.channels) else
+             " An online form has no lines: it takes submissions at a rate of its own "
+             "(peak_submissions_per_hour, decaying as the calls do), none of them lost, a share "
+             "of them enrolments; capacity cannot bound a claim it counts towards.")
     structure = "; ".join(f"{k} = {v} ({STRUCTURE[k].meaning})" for k, v in spec.structure.items())
     b: list[Block] = [
         ("h", 2, "Methods"),
@@ -183,7 +194,8 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
               "half-normal; the inflation is integrated out analytically, and a claim whose "
               "meaning is unclear may count call attempts rather than people. Reports of "
               "unreachable lines are binomial in the share of attempts that failed, distorted by "
-              f"the greater readiness of those who failed to post. Structure: {structure}."),
+              f"the greater readiness of those who failed to post.{forms} Structure: "
+              f"{structure}."),
         ("pre", "lambda[c,d]   = lambda0[c] * rho[c]^i[c,d]             demand (i: open-day index)\n"
                 "B[c,d]        = ErlangB(S[c], lambda[c,d] tau[c] / 60)  blocking, S lines\n"
                 "answered[c,d] = lambda[c,d] H[c,d] s[c] (1 - B[c,d])    H open hours, s attended\n"

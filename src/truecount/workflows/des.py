@@ -1,4 +1,4 @@
-r"""An independent discrete-event simulation of a phone-line channel, for testing the model.
+r"""An independent discrete-event simulation of a campaign's channels, for testing the model.
 
 The model (:mod:`truecount.model.build`) describes a channel with closed-form queueing arithmetic:
 Poisson call attempts at rate :math:`\lambda`, Erlang-B blocking :math:`B(S, A)` for :math:`S`
@@ -42,6 +42,17 @@ Queueing assumptions of the simulated call centre (:class:`CallCentre`)
       caller whose call is answered stops calling, so a caller enrols at most once.
     * **Opening hours** are the same clock hours every open day (a time-zone change during the
       campaign is ignored). Calls in progress at closing are completed; no call starts after it.
+
+The online form (:class:`OnlineForm`)
+    An online form, website or messaging account has no lines: the model's form takes
+    ``peak_submissions_per_hour`` submissions an open hour on its first open day, decaying by the
+    daily retention, each an enrolment with probability ``enrol_share``. The simulated form
+    differs in three ways. **People** arrive, not submissions: ``peak_per_hour`` counts people.
+    **Demand swings** from day to day around its trend, by a gamma factor with a coefficient of
+    variation of 0.3, where the model's expected count follows the trend exactly. **Duplicates**:
+    a person submits again with probability 0.15, and again after that, so that submissions
+    (the form's attempts and answered calls) exceed people by about 18%, while a person is
+    enrolled at most once.
 
 Claims and evidence (:func:`des_campaign`)
     The published claims are drawn with :func:`truecount.model.simulate.claims_from_funnel` (the model's
@@ -87,10 +98,12 @@ from truecount.quantities import CHANNEL_PARAMETERS, FUNNEL
 __all__ = [
     "CallCentre",
     "DesResult",
+    "OnlineForm",
     "case_to_toml",
     "des_campaign",
     "erlang_b_check",
     "run_call_centre",
+    "run_online_form",
 ]
 
 #: Random numbers are drawn from the generator in blocks of this size (one block per stream at a time).
@@ -177,6 +190,79 @@ class CallCentre:
     def new_caller_rates(self) -> np.ndarray:
         """New callers per hour on each open day."""
         return np.asarray(self.peak_per_hour * self.retention ** np.arange(self.open_days), float)
+
+
+@dataclass(frozen=True)
+class OnlineForm:
+    """An online form (or website, or messaging account) as the simulation sees it.
+
+    Nothing limits how many it takes; it differs from the model's form in the ways real ones do
+    (see the module docstring): people, not submissions, arrive; demand swings from day to day
+    around its decaying trend; some people submit more than once.
+
+    Parameters
+    ----------
+    opens_min, closes_min, open_days, peak_per_hour, retention, enrol_share
+        As for :class:`CallCentre`; ``peak_per_hour`` counts people (first submissions).
+    day_cv
+        Coefficient of variation of each open day's demand around the trend (a gamma factor).
+    duplicate_prob
+        Probability that a person who submitted submits again (geometric: each further
+        submission with the same probability).
+    """
+
+    opens_min: int
+    closes_min: int
+    open_days: int
+    peak_per_hour: float
+    retention: float
+    enrol_share: float
+    day_cv: float = 0.3
+    duplicate_prob: float = 0.15
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0 <= self.opens_min < self.closes_min <= _MINUTES_PER_DAY,
+             "need 0 <= opens_min < closes_min <= 1440"),
+            (self.open_days >= 1, "open_days must be >= 1"),
+            (self.peak_per_hour >= 0, "peak_per_hour must be >= 0"),
+            (self.retention >= 0, "retention must be >= 0"),
+            (0 <= self.enrol_share <= 1, "enrol_share must be in [0, 1]"),
+            (self.day_cv >= 0, "day_cv must be >= 0"),
+            (0 <= self.duplicate_prob < 1, "duplicate_prob must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"OnlineForm: {message}")
+
+
+def run_online_form(form: OnlineForm, rng: np.random.Generator) -> DesResult:
+    """Simulate ``form`` day by day (people and submissions are counts; no queue to follow).
+
+    Per open day: people arrive as a Poisson count with mean ``peak * retention ** i * hours * G``,
+    ``G`` a gamma factor of mean 1 and coefficient of variation ``day_cv``; each person submits
+    once plus a geometric number of duplicates, and is enrolled with probability ``enrol_share``.
+    Submissions are the form's ``attempts`` and ``answered`` (nothing fails).
+    """
+    hours = (form.closes_min - form.opens_min) / 60.0
+    trend = form.peak_per_hour * form.retention ** np.arange(form.open_days) * hours
+    if form.day_cv > 0:
+        shape = 1.0 / form.day_cv**2
+        trend = trend * rng.gamma(shape, 1.0 / shape, size=form.open_days)
+    people = rng.poisson(trend)
+    extra = rng.negative_binomial(np.maximum(people, 1), 1.0 - form.duplicate_prob)
+    submissions = people + np.where(people > 0, extra, 0)
+    enrolled = rng.binomial(people, form.enrol_share)
+    zeros = np.zeros(form.open_days, dtype=np.int64)
+    n = int(people.sum())
+    flags = np.zeros(n, dtype=bool)
+    flags[rng.choice(n, size=int(enrolled.sum()), replace=False)] = True
+    return DesResult(
+        attempts=submissions.astype(np.int64), answered=submissions.astype(np.int64),
+        enrolments=enrolled.astype(np.int64), failed_busy=zeros, failed_unattended=zeros,
+        new_callers=people.astype(np.int64), caller_failed=np.zeros(n, dtype=bool),
+        caller_enrolled=flags,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,7 +424,7 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     n_channels, n_days = ds.sizes["channel"], ds.sizes["day"]
     structure = model_structure(ds, spec)
     if params is None:
-        params = draw_parameters(spec, n_channels, rng)
+        params = draw_parameters(spec, n_channels, rng, kinds=structure["kinds"])
     per_channel = {name: np.broadcast_to(np.asarray(params[name], float), (n_channels,))
                    for name in CHANNEL_PARAMETERS if name in params}
     if structure["demand"] != "decaying" or "daily_retention" not in per_channel:
@@ -352,6 +438,20 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     callers = np.zeros_like(enrolments)
     results: list[DesResult] = []
     for c, channel in enumerate(case.channels):
+        if not channel.bounded:  # an online form
+            res = run_online_form(OnlineForm(
+                opens_min=channel.opens, closes_min=channel.closes, open_days=channel.n_days,
+                peak_per_hour=float(per_channel["peak_submissions_per_hour"][c]),
+                retention=float(per_channel["daily_retention"][c]),
+                enrol_share=float(per_channel["enrol_share"][c])), rng)
+            results.append(res)
+            first = (channel.first_day - day0).days
+            days = slice(first, first + channel.n_days)
+            enrolments[c, days] = res.enrolments
+            answered[c, days] = res.answered
+            attempts[c, days] = res.attempts
+            callers[c, days] = res.new_callers
+            continue
         cc = CallCentre(
             servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
             open_days=channel.n_days, peak_per_hour=float(attempts_per_hour(
@@ -681,7 +781,8 @@ def case_to_toml(case: Case) -> str:
                                      *_cited(case.window_cited)])]
     for ch in case.channels:
         out += ["", "[[channels]]", *_lines([
-            ("id", ch.id), ("kind", ch.kind), ("servers", ch.servers), ("opens", format_clock(ch.opens)),
+            ("id", ch.id), ("kind", ch.kind), ("servers", ch.servers if ch.bounded else None),
+            ("opens", format_clock(ch.opens)),
             ("closes", format_clock(ch.closes)), ("first_day", ch.first_day),
             ("last_day", ch.last_day), ("note", ch.note)])]
         for cite in ch.cited:
@@ -691,7 +792,10 @@ def case_to_toml(case: Case) -> str:
         out += ["", "[[claims]]", *_lines([
             ("id", claim.id), ("value", claim.value), ("rounding", claim.rounding), ("date", when),
             ("counts", claim.counts), ("presented_as", claim.presented_as),
-            ("cumulative", claim.cumulative), ("by", claim.by), *_cited(claim.cited),
+            ("cumulative", claim.cumulative),
+            ("since", None if claim.since is None else
+             claim.since.date() if claim.since_given == "date" else claim.since),
+            ("channel", claim.channel), ("by", claim.by), *_cited(claim.cited),
             ("original_source", claim.original_source), ("note", claim.note)])]
     for item in case.evidence:
         measure = ([("failed", item.failed), ("succeeded", item.succeeded)] if item.has_counts
