@@ -30,7 +30,8 @@ import numpy as np
 from scipy import stats
 
 from truecount.errors import InputError
-from truecount.quantities import SBC
+from truecount.inference.results import channel_kinds
+from truecount.quantities import QUANTITY, SBC
 from truecount.workflows.runner import compiled, run_tasks
 
 #: Quantities whose SBC ranks are recorded (per channel where the parameter is;
@@ -95,6 +96,7 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
                                target_accept=job.target_accept, retry=job.retry)
     tree, verdict = analysis.tree, analysis.verdict
     post = tree["posterior"].to_dataset()
+    kinds = channel_kinds(tree)
     ranks: dict[str, int] = {}
     truth: dict[str, float] = {}
     for name in MONITORED:
@@ -106,6 +108,9 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
         labels = ([name] if flat.shape[1] == 1 and "channel" not in da.dims
                   else [f"{name}[{c}]" for c in post["channel"].values])
         for j, label in enumerate(labels):
+            if "channel" in da.dims and name in QUANTITY and kinds.get(
+                    str(post["channel"].values[j]), "phone_lines") not in QUANTITY[name].kinds:
+                continue  # a parameter of another kind of channel: its draws are the prior's
             draws = flat[:, j]
             if job.shrink != 1.0:
                 draws = draws.mean() + job.shrink * (draws - draws.mean())
