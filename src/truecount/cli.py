@@ -346,7 +346,8 @@ def _calibrate_into(args: argparse.Namespace, job: Any, out: Any) -> int:
     if args.simulator == "sbc":
         verdict = "uniform for every quantity" if summary["all_uniform"] else (
             "NOT uniform for " + ", ".join(summary["not_uniform"]))
-        print(f"SBC ranks: {verdict} (chi-square p >= 0.01 and ECDF inside its 99% band)")
+        print(f"SBC ranks: {verdict} (uniform: chi-square p >= 0.01 and the ECDF inside its "
+              "simultaneous 99% band)")
     for row in summary["coverage"]:
         print(f"{row['mass']:.0%} intervals of true enrolments cover the truth in "
               f"{row['covered']}/{row['n']} = {row['rate']:.0%} (95% CI {row['ci_low']:.0%}-"

@@ -90,8 +90,11 @@ def run_tasks[T, R](function: Callable[[T], R], tasks: Sequence[T], *, workers: 
     dask_log = logging.getLogger("distributed")
     level = dask_log.level
     dask_log.setLevel(logging.ERROR)
+    # No dashboard; the scheduler's HTTP server (which it starts anyway) on a free port, so that
+    # two runs on one machine do not fight over port 8787.
     cluster = None if scheduler else LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"})
     try:
         with Client(scheduler or cluster) as client:
             futures = client.map(function, list(tasks), pure=False, retries=2)
