@@ -444,25 +444,18 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
                 peak_per_hour=float(per_channel["peak_submissions_per_hour"][c]),
                 retention=float(per_channel["daily_retention"][c]),
                 enrol_share=float(per_channel["enrol_share"][c])), rng)
-            results.append(res)
-            first = (channel.first_day - day0).days
-            days = slice(first, first + channel.n_days)
-            enrolments[c, days] = res.enrolments
-            answered[c, days] = res.answered
-            attempts[c, days] = res.attempts
-            callers[c, days] = res.new_callers
-            continue
-        cc = CallCentre(
-            servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
-            open_days=channel.n_days, peak_per_hour=float(attempts_per_hour(
-                per_channel["peak_load_per_line"][c], channel.servers, per_channel["handle_time"][c])),
-            retention=float(per_channel["daily_retention"][c]),
-            handle_mean_min=float(per_channel["handle_time"][c]),
-            attended_share=float(per_channel["attended_share"][c]),
-            enrol_share=float(per_channel["enrol_share"][c]),
-            retry_prob=retry_prob, separate_numbers=separate_numbers,
-        )
-        res = run_call_centre(cc, rng)
+        else:
+            res = run_call_centre(CallCentre(
+                servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
+                open_days=channel.n_days, peak_per_hour=float(attempts_per_hour(
+                    per_channel["peak_load_per_line"][c], channel.servers,
+                    per_channel["handle_time"][c])),
+                retention=float(per_channel["daily_retention"][c]),
+                handle_mean_min=float(per_channel["handle_time"][c]),
+                attended_share=float(per_channel["attended_share"][c]),
+                enrol_share=float(per_channel["enrol_share"][c]),
+                retry_prob=retry_prob, separate_numbers=separate_numbers,
+            ), rng)
         results.append(res)
         first = (channel.first_day - day0).days
         days = slice(first, first + channel.n_days)
