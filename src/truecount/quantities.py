@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 #: The order of the funnel quantities a claim can report (the ``quantity`` dimension).
 FUNNEL = ("registrations", "answered", "attempts")
-#: Kinds of channel (a case's ``channels[].kind``): phone lines where a busy line is lost; an
-#: online form (or website, or messaging account) that no line limits.
-CHANNEL_KINDS = ("phone_lines", "online_form")
+#: Kinds of channel (a case's ``channels[].kind``): phone lines where a busy line is lost; a call
+#: centre whose callers hold in a queue and may hang up; an online form (or website, or
+#: messaging account) that no line limits.
+CHANNEL_KINDS = ("phone_lines", "call_centre", "online_form")
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,25 @@ def _p(name: str, dims: tuple[str, ...], unit: str, support: str, meaning: str, 
 
 
 _CH, _CLAIM, _CD = ("channel",), ("claim",), ("channel", "day")
-_LINES, _FORMS = ("phone_lines",), ("online_form",)
+#: Channels of servers (lines or agents) that take one call each, and online forms.
+_SERVED, _QUEUES, _FORMS = ("phone_lines", "call_centre"), ("call_centre",), ("online_form",)
 
 #: Every quantity, in the order tables and figures show them.
 QUANTITIES: tuple[Quantity, ...] = (
-    _p("handle_time", _CH, "minutes", "positive", "mean time a registration call occupies a line",
-       "mean handle time (minutes)", psense=True, kinds=_LINES),
+    _p("handle_time", _CH, "minutes", "positive",
+       "mean time a registration call occupies a line or an agent",
+       "mean handle time (minutes)", psense=True, kinds=_SERVED),
     _p("attended_share", _CH, "share", "unit",
-       "share of a line's open time that someone is there to answer it",
-       "share of open hours attended", psense=True, kinds=_LINES),
+       "share of a line's (or a call centre's) open time that someone is there to answer it",
+       "share of open hours attended", psense=True, kinds=_SERVED),
     _p("peak_load_per_line", _CH, "erlangs per line", "positive",
        "demand on the first open day relative to the channel's size: call attempts an open hour "
        "times the handle time, per line (1: just enough lines for every attempt)",
-       "peak offered load per line (log scale)", log_scale=True, psense=True, kinds=_LINES),
+       "peak offered load per line (log scale)", log_scale=True, psense=True, kinds=_SERVED),
+    _p("patience", _CH, "minutes", "positive",
+       "mean time a caller holds in a call centre's queue before hanging up (exponential)",
+       "mean patience on hold (minutes, log scale)", log_scale=True, psense=True,
+       kinds=_QUEUES),
     _p("peak_submissions_per_hour", _CH, "submissions per hour", "positive",
        "submissions an open hour to an online form on its first open day (a form has no size "
        "to state demand against)", "peak form submissions per hour (log scale)", log_scale=True,
@@ -119,7 +126,9 @@ QUANTITIES: tuple[Quantity, ...] = (
              "call attempts offered to a channel per open hour on its first open day",
              "peak call attempts per hour (log scale)", log_scale=True),
     Quantity("blocking", "deterministic", _CD, "probability", "unit",
-             "Erlang-B probability that every line is busy (0 for an online form)", gated=True),
+             "share of callers lost while the channel is attended: Erlang-B's probability that "
+             "every line is busy, Erlang-A's share of callers who hang up on hold in a call "
+             "centre, 0 for an online form", gated=True),
     Quantity("failed_share", "deterministic", _CH, "share", "unit",
              "share of call attempts that failed", gated=True),
     Quantity("attempts", "deterministic", _CD, "attempts", "positive",
@@ -127,7 +136,7 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("expected_enrolments", "deterministic", _CD, "enrolments", "positive",
              "expected enrolments (the Poisson mean)"),
     Quantity("unanswered_attempts", "deterministic", _CD, "attempts", "positive",
-             "call attempts that found every line busy or nobody there"),
+             "call attempts that found every line busy, hung up on hold or found nobody there"),
     Quantity("funnel_at_claim", "deterministic", ("claim", "quantity"), "count", "positive",
              "expected registrations, answered calls and attempts before the claim"),
     Quantity("claim_loglik", "deterministic", _CLAIM, "log density", "real",

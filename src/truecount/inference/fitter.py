@@ -47,7 +47,7 @@ from truecount.inputs.case import Case
 from truecount.inputs.spec import Spec
 from truecount.model import equations
 from truecount.model.build import build_model, model_info
-from truecount.model.data import arrays, model_inputs, model_structure
+from truecount.model.data import arrays, channel_kinds, model_inputs, model_structure
 from truecount.model.simulate import draw_parameters, published_claims, realize_counts
 from truecount.quantities import FUNNEL, PARAMETERS, QUANTITY
 
@@ -366,6 +366,7 @@ class Fitter:
         tree["observed_data"] = xr.DataTree(observed)
         tree["constant_data"] = xr.DataTree(constant)
         tree.attrs.update(self.info.attrs)
+        tree.attrs["channel_kinds"] = ",".join(channel_kinds(inputs, self.info.structure))
         tree.attrs.update(_versions())
         return tree
 

@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from truecount.inference.diagnostics import REPORTED, GateResult
-from truecount.quantities import PARAMETERS
+from truecount.quantities import PARAMETERS, QUANTITY
 
 UNCONVERGED = "UNCONVERGED: the diagnostics gate failed; do not quote these numbers"
 #: How the CLI and the report mark each line of :attr:`Summary.conflicts`.
@@ -135,9 +135,7 @@ def quantity_table(tree: xr.DataTree, gate_result: GateResult,
         da = post["capacity"].sum("channel") if name == "total_capacity" else post.get(name)
         if da is None:
             continue
-        if name in PARAMETERS and "channel" in da.dims:  # only the channels it describes
-            da = da.sel(channel=[c for c in da["channel"].values
-                                 if kinds.get(str(c), "phone_lines") in PARAMETERS[name].kinds])
+        da = own_channels(da, name, kinds)
         da = da.astype(float)
         extra = [str(d) for d in da.dims if d not in ("chain", "draw")]
         stacked = da.stack(__sample__=("chain", "draw")).transpose(*extra, "__sample__")
@@ -155,17 +153,38 @@ def quantity_table(tree: xr.DataTree, gate_result: GateResult,
 
 
 def channel_kinds(tree: xr.DataTree) -> dict[str, str]:
-    """Each channel's kind, from the fit's data (``channel_is_form``; phone lines without it)."""
+    """Each channel's kind, as the fitter recorded it (``channel_kinds`` of the tree's attrs).
+
+    Runs written before the attribute existed had phone lines and online forms only; their kinds
+    are read from ``channel_is_form`` or from a form's parameter in the posterior.
+    """
     if "constant_data" not in tree.children:
         return {}
     data = tree["constant_data"].to_dataset()
+    channels = [str(c) for c in data["channel"].values]
+    recorded = str(tree.attrs.get("channel_kinds", ""))
+    if recorded:
+        return dict(zip(channels, recorded.split(","), strict=True))
     if "channel_is_form" in data:
-        return {str(c): "online_form" if f > 0.5 else "phone_lines"
-                for c, f in zip(data["channel"].values, data["channel_is_form"].values,
-                                strict=True)}
+        return {c: "online_form" if f > 0.5 else "phone_lines"
+                for c, f in zip(channels, data["channel_is_form"].values, strict=True)}
     if "peak_submissions_per_hour" in tree["posterior"].to_dataset():  # forms only
-        return {str(c): "online_form" for c in data["channel"].values}
-    return {}
+        return {c: "online_form" for c in channels}
+    return {c: "phone_lines" for c in channels}
+
+
+def own_channels(da: xr.DataArray, name: str, kinds: dict[str, str]) -> xr.DataArray:
+    """``da`` on the channels whose kind the quantity ``name`` describes (all for other names).
+
+    A per-channel parameter is sampled for every channel of a case that mixes kinds, but means
+    something only on its own kind (:attr:`truecount.quantities.Quantity.kinds`): elsewhere its
+    draws are the prior's. Tables, figures and calibration ranks all take it from here.
+    """
+    if name not in QUANTITY or "channel" not in da.dims or not kinds:
+        return da
+    wanted = QUANTITY[name].kinds
+    return da.sel(channel=[c for c in da["channel"].values
+                           if kinds.get(str(c), "phone_lines") in wanted])
 
 
 def _labels(name: str, da: xr.DataArray, extra: list[str]) -> list[str]:

@@ -44,8 +44,10 @@ SCHEMA_VERSION = 1
 CLAIM_COUNTS = ("attempts", "answered", "registrations", "turned_up", "unclear")
 #: What the claimant presented the figure as (the same steps; a figure is usually presented as people).
 CLAIM_PRESENTED = ("attempts", "answered", "registrations", "turned_up")
-#: Kinds of channel: lines that take one call each, a busy line lost (``phone_lines``); an online
-#: form, website or messaging account that no line limits (``online_form``).
+#: Kinds of channel: lines that take one call each, a busy line lost (``phone_lines``); a call
+#: centre whose agents take one call each while the others hold and may hang up
+#: (``call_centre``); an online form, website or messaging account that no line limits
+#: (``online_form``).
 CHANNEL_KINDS = QUANTITY_CHANNEL_KINDS
 #: Qualitative strengths of unreachability evidence, weakest first; the spec maps each to data.
 EVIDENCE_STRENGTHS = ("some", "many", "most", "nearly_all")
@@ -82,7 +84,8 @@ class Sourced:
 class Channel:
     """One enrolment channel: ``servers`` lines open ``opens``-``closes`` daily, first to last day.
 
-    An ``online_form`` has no lines (``servers`` is 0): nothing limits how many it takes an hour.
+    For a ``call_centre`` the servers are its agents. An ``online_form`` has no lines
+    (``servers`` is 0): nothing limits how many it takes an hour.
     """
 
     id: str

@@ -49,6 +49,7 @@ FloatArray = NDArray[np.float64]
 __all__ = [
     "attempts_per_hour",
     "carried_load",
+    "erlang_a_chain",
     "erlang_b",
     "erlang_b_closed_form",
     "log_blocking",
@@ -216,6 +217,29 @@ def erlang_b_closed_form(servers: int, load: float) -> float:
         return 0.0 if servers > 0 else 1.0
     terms = [load**k / math.factorial(k) for k in range(servers + 1)]
     return terms[-1] / math.fsum(terms)
+
+
+def erlang_a_chain(servers: int, load: float, patience_ratio: float) -> float:
+    """Share of callers answered by ``servers`` agents with a queue (Erlang-A), state by state.
+
+    A slow reference for tests, independent of the model's formula
+    (:func:`truecount.model.equations.erlang_a_answered`): the birth-death chain's stationary
+    probabilities on the log scale (arrivals ``load``, ``min(n, S)`` services and ``(n - S) /
+    patience_ratio`` abandonments per mean handle time), summed until they vanish; the answered
+    share is the mean number of busy agents over the load.
+    """
+    log_p = [0.0]
+    n = 0
+    while True:
+        n += 1
+        death = min(n, servers) + max(n - servers, 0) / patience_ratio
+        log_p.append(log_p[-1] + math.log(load) - math.log(death))
+        if n > servers and log_p[-1] < max(log_p) - 60.0:
+            break
+    p = np.exp(np.array(log_p) - max(log_p))
+    p /= p.sum()
+    busy = np.minimum(np.arange(len(p)), servers)
+    return float((p * busy).sum() / load)
 
 
 def carried_load(servers: int, load: ArrayLike) -> FloatArray:

@@ -59,7 +59,8 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
 
     Only what the structure uses: ``open_day_index`` (each day's index among its channel's open
     days) with decaying demand, the ``evidence_*`` arrays with evidence, ``channel_is_form`` (1
-    for an online form) when the case mixes lines and forms. An online form's ``servers`` is 1,
+    for an online form) when the case mixes forms with other kinds, ``channel_is_queue`` (1 for a
+    call centre) when it mixes call centres and phone lines. An online form's ``servers`` is 1,
     a placeholder the equations never use, so that the Erlang-B arithmetic of the lines, computed
     for every channel and then masked, stays finite (its gradient too). Evidence given as a
     strength ("many") takes its counts from the spec's ``[evidence_strength]`` mapping.
@@ -75,9 +76,13 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
         "servers": ("channel", np.maximum(ds.servers.values, 1).astype(np.int64)),
         "open_hours": (cd, open_hours),
     }
-    if len(structure["kinds"]) > 1:
+    kinds = structure["kinds"]
+    if len(kinds) > 1 and "online_form" in kinds:
         data["channel_is_form"] = ("channel", (ds.channel_kind.values == "online_form")
                                    .astype(float))
+    if "phone_lines" in kinds and "call_centre" in kinds:
+        data["channel_is_queue"] = ("channel", (ds.channel_kind.values == "call_centre")
+                                    .astype(float))
     if structure["demand"] == "decaying":
         is_open = open_hours > 0
         data["open_day_index"] = (cd, np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0)
@@ -115,6 +120,20 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
     coords["day"] = np.array([str(d)[:10] for d in ds.day.values])
     coords["quantity"] = np.array(FUNNEL)
     return xr.Dataset(data, coords=coords, attrs=dict(ds.attrs))
+
+
+def channel_kinds(inputs: xr.Dataset | dict[str, Any], structure: dict[str, Any]) -> list[str]:
+    """Each channel's kind, from the model's inputs and structure (what the equations see)."""
+    kinds = structure["kinds"]
+    n = len(np.asarray(inputs["servers"]))
+    out = [kinds[0]] * n if len(kinds) == 1 else ["phone_lines"] * n
+    for name, kind in (("channel_is_queue", "call_centre"), ("channel_is_form", "online_form")):
+        if name in inputs:
+            out = [kind if flag > 0.5 else k for k, flag in zip(out, np.asarray(inputs[name]),
+                                                                strict=True)]
+    if len(kinds) > 1 and "phone_lines" not in kinds:  # call centres and forms
+        out = [k if k == "online_form" else "call_centre" for k in out]
+    return out
 
 
 def arrays(inputs: xr.Dataset) -> dict[str, np.ndarray]:

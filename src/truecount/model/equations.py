@@ -118,7 +118,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp
+from scipy.special import erfc, erfcx, gammaln, log_ndtr, logsumexp
 
 from truecount.model import capacity
 from truecount.quantities import FUNNEL, QUANTITIES
@@ -147,6 +147,15 @@ class Backend:
     ones_like: Callable[[Any], Any]
     #: ``log B(servers, A)`` from ``(servers, log A)``, elementwise (Erlang-B, :mod:`capacity`).
     log_erlang_b: Callable[[Any, Any], Any]
+    #: ``log Gamma(x)``, elementwise.
+    gammaln: Callable[[Any], Any]
+    #: Running sum along the first axis.
+    cumsum: Callable[[Any], Any]
+    abs: Callable[[Any], Any]
+    sign: Callable[[Any], Any]
+    erfc: Callable[[Any], Any]
+    #: ``exp(z^2) erfc(z)``, the scaled complementary error function.
+    erfcx: Callable[[Any], Any]
     #: Records a result under its name and returns it: PyTensor makes it a Deterministic of the
     #: model (later equations read the named variable, as the model's graph always has); NumPy
     #: returns it as it is.
@@ -177,7 +186,8 @@ NUMPY = Backend(
     name="numpy", log=np.log, exp=np.exp, sqrt=np.sqrt, log1p=np.log1p, maximum=np.maximum,
     where=np.where, clip=np.clip, stack=lambda xs: np.stack(xs),
     logsumexp=lambda x: logsumexp(x, axis=0), full_like=np.full_like, zeros_like=np.zeros_like,
-    ones_like=np.ones_like, log_erlang_b=capacity.log_blocking,
+    ones_like=np.ones_like, log_erlang_b=capacity.log_blocking, gammaln=gammaln,
+    cumsum=lambda x: np.cumsum(x, axis=0), abs=np.abs, sign=np.sign, erfc=erfc, erfcx=erfcx,
     named=lambda name, x: x, shared=lambda x: np.asarray(x)[..., None], normal_logpdf=_normal_logpdf,
     log_normal_cdf=log_ndtr, at_claims=_at_claims,
     per_evidence=lambda channel_of, x: np.einsum("ec,...c->...e", channel_of, x),
@@ -199,7 +209,7 @@ def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, An
     kinds = structure["kinds"]
     decaying = structure["demand"] == "decaying"
     lines: dict[str, Any] = {}
-    if "phone_lines" in kinds:
+    if "phone_lines" in kinds or "call_centre" in kinds:
         servers = inputs["servers"]
         lines["peak"] = capacity.attempts_per_hour(params["peak_load_per_line"], servers,
                                                    params["handle_time"])
@@ -210,7 +220,16 @@ def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, An
             log_load = (log_load
                         + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None])
         lines["rate"] = b.exp(log_load) * (60.0 / params["handle_time"])[..., None]
-        lines["blocking"] = b.exp(b.log_erlang_b(servers[:, None], log_load))
+        log_blocking = b.log_erlang_b(servers[:, None], log_load)
+        lines["blocking"] = b.exp(log_blocking)
+        if "call_centre" in kinds:
+            ratio = (params["patience"] / params["handle_time"])[..., None]
+            answered = erlang_a_answered(b, servers[:, None] * b.ones_like(log_load), log_load,
+                                         log_blocking, ratio)
+            lost = 1.0 - answered
+            if "phone_lines" in kinds:
+                lost = b.where(inputs["channel_is_queue"][:, None] > 0.5, lost, lines["blocking"])
+            lines["blocking"] = lost
         lines["through"] = params["attended_share"][..., None] * (1.0 - lines["blocking"])
     forms: dict[str, Any] = {}
     if "online_form" in kinds:
@@ -241,6 +260,79 @@ def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, An
             "through": flows["through"], "expected": expected, "peak_attempts_per_hour": peak}
 
 
+#: Terms of the series for :math:`T - 1` in :func:`erlang_a_answered` (a static length, so the
+#: model's graph does not depend on the parameters); it is summed where :math:`x` is small.
+ERLANG_A_TERMS = 64
+#: Below this :math:`x` the series is summed (its first :data:`ERLANG_A_TERMS` terms hold all
+#: but :math:`e^{-30}` of it there); above, Temme's expansion is used.
+ERLANG_A_SERIES_BELOW = 20.0
+
+
+def erlang_a_answered(b: Backend, servers: Any, log_load: Any, log_blocking: Any,
+                      patience_ratio: Any) -> Any:
+    r"""Share of callers a call centre answers (Erlang-A, M/M/S+M), elementwise.
+
+    ``servers`` agents :math:`S`, the offered load's logarithm :math:`\log A`, Erlang-B's
+    :math:`\log B(S, A)` and the mean patience over the mean handle time, :math:`r`, all
+    broadcast alike. With :math:`a = S r` and :math:`x = A r`, the queue's states above
+    :math:`S` add to Erlang-B's the factor
+    :math:`T = \sum_{k \ge 0} x^k / ((a+1)\cdots(a+k)) = {}_1F_1(1; a+1; x)`, and
+
+    .. math::
+
+        P(\text{answered}) = (1 - B)(1 - w) + w\,\frac{S}{A}, \qquad
+        w = \frac{B (T-1)}{1 + B (T-1)},
+
+    every term positive (no cancellation): :math:`1 - B` when no caller waits (:math:`T = 1`),
+    :math:`S/A` in overload (the agents' full throughput).
+
+    :math:`T = \Gamma(a+1)\, x^{-a} e^x P(a, x)`, with :math:`P` the regularized lower incomplete
+    gamma function. For :math:`x` below :data:`ERLANG_A_SERIES_BELOW` the series is summed
+    (:data:`ERLANG_A_TERMS` terms, on the log scale); above, :math:`P` is Temme's uniform
+    expansion to its first correction, :math:`P = \tfrac12 \operatorname{erfc}(-\eta\sqrt{a/2})
+    - e^{-a\eta^2/2} c_0(\eta)/\sqrt{2\pi a}`, with :math:`\lambda = x/a`,
+    :math:`\eta = \operatorname{sign}(\lambda - 1)\sqrt{2(\lambda - 1 - \log\lambda)}` and
+    :math:`c_0 = 1/(\lambda - 1) - 1/\eta`. Below :math:`x = a` the factor
+    :math:`e^{-a\eta^2/2}` cancels against :math:`x^{-a}e^x` exactly, so
+    :math:`\log T = \log\Gamma(a+1) + a - a\log a + \log(\tfrac12\operatorname{erfcx}(-\eta
+    \sqrt{a/2}) - c_0/\sqrt{2\pi a})`, with nothing to underflow however light the load.
+    :func:`truecount.model.capacity.erlang_a_chain` sums the chain's states exactly; the tests
+    hold the two together (about :math:`10^{-4}` of the answered share at most).
+    """
+    a = servers * patience_ratio
+    log_x = log_load + b.log(patience_ratio)
+    x = b.exp(log_x)
+    use_series = x < ERLANG_A_SERIES_BELOW
+    # Each branch sees a harmless value where it is not used (an unused infinity would make the
+    # gradient NaN): the series a small x, Temme's expansion a lambda away from 1.
+    ndim = getattr(x, "ndim", 0)
+    k = np.arange(1.0, ERLANG_A_TERMS + 1.0).reshape((ERLANG_A_TERMS,) + (1,) * ndim)
+    log_x_series = b.where(use_series, log_x, 0.0)
+    series = b.logsumexp(b.cumsum(log_x_series - b.log(a + k)))
+    lam = x / a
+    near = b.abs(lam - 1.0) < 1e-4
+    lam_safe = b.where(near, 2.0, lam)
+    eta_safe = b.sign(lam_safe - 1.0) * b.sqrt(2.0 * (lam_safe - 1.0 - b.log(lam_safe)))
+    eta = b.where(near, lam - 1.0, eta_safe)  # eta ~ lambda - 1 there
+    c0 = b.where(near, -1.0 / 3.0 + (lam - 1.0) / 12.0, 1.0 / (lam_safe - 1.0) - 1.0 / eta_safe)
+    q = -eta * b.sqrt(a / 2.0)
+    below = lam < 1.0
+    correction = c0 / b.sqrt(2.0 * np.pi * a)
+    log_t_below = (b.gammaln(a + 1.0) + a - a * b.log(a)
+                   + b.log(0.5 * b.erfcx(b.where(below, q, 0.0)) - correction))
+    p_above = (0.5 * b.erfc(b.where(below, 0.0, q))
+               - b.exp(-0.5 * a * b.where(below, 0.0, eta) ** 2) * correction)
+    log_t_above = b.gammaln(a + 1.0) - a * log_x + x + b.log(p_above)
+    log_t = b.where(below, log_t_below, log_t_above)
+    temme = log_t + b.log1p(-b.exp(-b.maximum(log_t, 1e-12)))  # log(T - 1)
+    log_t1 = b.where(use_series, series, temme)
+    u = log_blocking + log_t1
+    softplus = b.logsumexp(b.stack([b.zeros_like(u), u]))  # log(1 + B(T - 1))
+    log_not_blocked = b.log1p(-b.exp(log_blocking))
+    return (b.exp(log_not_blocked - softplus)
+            + b.exp(u - softplus + b.log(servers) - log_load))
+
+
 def channel_capacity(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],
                      structure: Mapping[str, Any]) -> tuple[Any, Any]:
     r"""Registrations an open hour each channel could take, and a mask of the unbounded ones.
@@ -250,7 +342,7 @@ def channel_capacity(b: Backend, inputs: Mapping[str, Any], params: Mapping[str,
     over channels stay finite and a result an online form takes part in is set to infinity after.
     """
     kinds = structure["kinds"]
-    if "phone_lines" not in kinds:
+    if kinds == ("online_form",):
         zero = b.zeros_like(params["enrol_share"])
         return zero, zero + 1.0
     per_hour = capacity.registrations_per_hour(inputs["servers"], params["handle_time"],

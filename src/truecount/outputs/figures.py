@@ -39,8 +39,8 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 from scipy.stats import binom, rankdata
 
-from truecount.inference.results import channel_kinds, format_number, round_to_sd
-from truecount.quantities import QUANTITIES, QUANTITY, SAMPLED
+from truecount.inference.results import channel_kinds, format_number, own_channels, round_to_sd
+from truecount.quantities import QUANTITIES, SAMPLED
 
 #: The model parameters shown by :func:`prior_posterior` and :func:`diagnostics` by default.
 PARAMETERS = SAMPLED
@@ -441,9 +441,7 @@ def _panels(ds: xr.Dataset, var_names: Sequence[str] | None, kinds: dict[str, st
     panels = []
     for name in names:
         da = ds[name]
-        if kinds and name in QUANTITY and "channel" in da.dims:
-            da = da.sel(channel=[c for c in da["channel"].values
-                                 if kinds.get(str(c), "phone_lines") in QUANTITY[name].kinds])
+        da = own_channels(da, name, kinds or {})
         panels += [(name, label, index, x) for label, index, x in _elements(da)]
     return panels
 

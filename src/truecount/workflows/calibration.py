@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from scipy import stats
 
 from truecount.errors import InputError
-from truecount.inference.results import channel_kinds
-from truecount.quantities import QUANTITY, SBC
+from truecount.inference.results import channel_kinds, own_channels
+from truecount.quantities import SBC
 from truecount.workflows.runner import compiled, run_tasks
 
 #: Quantities whose SBC ranks are recorded (per channel where the parameter is;
@@ -102,15 +103,15 @@ def run_one(task: tuple[Job, int]) -> dict[str, Any]:
     for name in MONITORED:
         if name not in post or name not in sim.truth:
             continue
-        da = post[name]
-        true = np.atleast_1d(np.asarray(sim.truth[name], dtype=float))
+        extra = post[name].dims[2:]  # after chain and draw
+        true_da = xr.DataArray(np.asarray(sim.truth[name], dtype=float), dims=extra,
+                               coords={d: post[d] for d in extra})
+        da, true_da = own_channels(post[name], name, kinds), own_channels(true_da, name, kinds)
+        true = np.atleast_1d(true_da.values)
         flat = da.values.reshape(da.sizes["chain"] * da.sizes["draw"], -1)
-        labels = ([name] if flat.shape[1] == 1 and "channel" not in da.dims
-                  else [f"{name}[{c}]" for c in post["channel"].values])
+        labels = ([name] if "channel" not in da.dims
+                  else [f"{name}[{c}]" for c in da["channel"].values])
         for j, label in enumerate(labels):
-            if "channel" in da.dims and name in QUANTITY and kinds.get(
-                    str(post["channel"].values[j]), "phone_lines") not in QUANTITY[name].kinds:
-                continue  # a parameter of another kind of channel: its draws are the prior's
             draws = flat[:, j]
             if job.shrink != 1.0:
                 draws = draws.mean() + job.shrink * (draws - draws.mean())

@@ -43,6 +43,22 @@ Queueing assumptions of the simulated call centre (:class:`CallCentre`)
     * **Opening hours** are the same clock hours every open day (a time-zone change during the
       campaign is ignored). Calls in progress at closing are completed; no call starts after it.
 
+The call centre with a queue (:class:`QueueCentre`)
+    The model's call centre is Erlang-A: Poisson callers, exponential handle times and patience,
+    agents present a share :math:`s` of the time as a thinning of the callers. The simulated
+    one takes callers **one by one, first come first served** (:func:`run_queue_centre`) and
+    differs in four ways. **Handle times** are log-normal (mean ``handle_mean_min``, cv 0.7) and
+    **patience** log-normal too (mean ``patience_mean_min``, cv 1.0), where Erlang-A's are
+    exponential (its answered share depends on both distributions, unlike Erlang-B's).
+    **Agents** go on and off duty one by one (exponential periods, a cycle of 60 minutes on
+    average, on duty ``attended_share`` of it; each opening starts from the stationary state): an
+    agent off duty finishes their call and takes no new one, and callers keep holding, so that
+    absent agents make callers wait rather than lose them as the model's thinning does.
+    **Retries**: a caller who hung up (or was still holding at closing) calls again with
+    probability ``retry_prob`` after an exponential delay, as on the lines. Under Erlang-A's own
+    assumptions (``exponential=True``, every agent on duty, no retries) the simulation answers
+    the share :func:`truecount.model.capacity.erlang_a_chain` gives (``tests/test_call_centre.py``).
+
 The online form (:class:`OnlineForm`)
     An online form, website or messaging account has no lines: the model's form takes
     ``peak_submissions_per_hour`` submissions an open hour on its first open day, decaying by the
@@ -71,6 +87,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+import heapq
 import json
 import math
 import re
@@ -99,11 +116,13 @@ __all__ = [
     "CallCentre",
     "DesResult",
     "OnlineForm",
+    "QueueCentre",
     "case_to_toml",
     "des_campaign",
     "erlang_b_check",
     "run_call_centre",
     "run_online_form",
+    "run_queue_centre",
 ]
 
 #: Random numbers are drawn from the generator in blocks of this size (one block per stream at a time).
@@ -262,6 +281,196 @@ def run_online_form(form: OnlineForm, rng: np.random.Generator) -> DesResult:
         enrolments=enrolled.astype(np.int64), failed_busy=zeros, failed_unattended=zeros,
         new_callers=people.astype(np.int64), caller_failed=np.zeros(n, dtype=bool),
         caller_enrolled=flags,
+    )
+
+
+@dataclass(frozen=True)
+class QueueCentre:
+    """A call centre with a queue as the simulation sees it (see the module docstring).
+
+    Parameters
+    ----------
+    servers
+        Agents, each taking one call at a time; callers wait in one queue, first come first served.
+    opens_min, closes_min, open_days, peak_per_hour, retention, handle_mean_min, handle_cv, \
+attended_share, enrol_share, retry_prob, retry_mean_min, max_retries
+        As for :class:`CallCentre`; ``attended_share`` is each agent's long-run share of open time
+        on duty, and a retry is a caller who hung up trying again.
+    patience_mean_min, patience_cv
+        Mean (minutes) and coefficient of variation of a caller's log-normal patience: the
+        longest they hold before hanging up.
+    duty_cycle_min
+        Mean length (minutes) of one on-duty plus one off-duty period of an agent.
+    exponential
+        Exponential handle times and patience (Erlang-A's own assumptions, for checking the
+        simulation against it) instead of log-normal ones.
+    """
+
+    servers: int
+    opens_min: int
+    closes_min: int
+    open_days: int
+    peak_per_hour: float
+    retention: float
+    handle_mean_min: float
+    attended_share: float
+    enrol_share: float
+    patience_mean_min: float
+    handle_cv: float = 0.7
+    patience_cv: float = 1.0
+    duty_cycle_min: float = 60.0
+    retry_prob: float = 0.5
+    retry_mean_min: float = 10.0
+    max_retries: int = 3
+    exponential: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.servers >= 1, "servers must be >= 1"),
+            (0 <= self.opens_min < self.closes_min <= _MINUTES_PER_DAY,
+             "need 0 <= opens_min < closes_min <= 1440"),
+            (self.open_days >= 1, "open_days must be >= 1"),
+            (self.peak_per_hour >= 0, "peak_per_hour must be >= 0"),
+            (self.retention >= 0, "retention must be >= 0"),
+            (self.handle_mean_min > 0, "handle_mean_min must be > 0"),
+            (self.patience_mean_min > 0, "patience_mean_min must be > 0"),
+            (0 < self.attended_share <= 1, "attended_share must be in (0, 1]"),
+            (0 <= self.enrol_share <= 1, "enrol_share must be in [0, 1]"),
+            (0 <= self.retry_prob <= 1, "retry_prob must be in [0, 1]"),
+            (self.duty_cycle_min > 0, "duty_cycle_min must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"QueueCentre: {message}")
+
+    @property
+    def windows(self) -> list[tuple[float, float]]:
+        """Each open day's ``(opens, closes)`` in minutes from midnight of the first open day."""
+        return [(float(d * _MINUTES_PER_DAY + self.opens_min),
+                 float(d * _MINUTES_PER_DAY + self.closes_min)) for d in range(self.open_days)]
+
+
+#: Most first attempts one simulated call centre is asked to take (about a minute of simulation
+#: per ten million): a larger campaign is refused before it starts, with the reason.
+MAX_QUEUE_CALLERS = 20_000_000
+
+
+def run_queue_centre(q: QueueCentre, rng: np.random.Generator) -> DesResult:
+    """Simulate the call centre ``q`` caller by caller (first come, first served).
+
+    With one queue served in order of arrival, each caller's outcome follows from the callers
+    before: the agent who can take them first is the one whose next moment free *and* on duty
+    is earliest; a caller whose wait for that moment would exceed their patience hangs up
+    without taking an agent, and one still waiting at closing is not answered. Attempts (first
+    attempts and retries) are taken in order of time, agents kept in a heap by the moment they
+    are next free (an off-duty agent's entry is moved on to their next on-duty period when it
+    comes up), so the cost is a few heap operations per attempt. ``failed_busy`` counts callers
+    who hung up or were still waiting at closing; nobody fails for an unattended line.
+    """
+    windows = q.windows
+    rates = q.peak_per_hour * q.retention ** np.arange(q.open_days)
+    expected = float(rates.sum() * (q.closes_min - q.opens_min) / 60.0)
+    if expected > MAX_QUEUE_CALLERS:
+        raise ValueError(f"QueueCentre: about {expected:,.0f} callers, over the simulation's "
+                         f"limit of {MAX_QUEUE_CALLERS:,}; simulate a smaller campaign")
+    mu, sigma = _lognormal(q.handle_mean_min, q.handle_cv)
+    p_mu, p_sigma = _lognormal(q.patience_mean_min, q.patience_cv)
+    if q.exponential:
+        handle = _stream(lambda n: rng.exponential(q.handle_mean_min, n))
+        patience = _stream(lambda n: rng.exponential(q.patience_mean_min, n))
+    else:
+        handle = _stream(lambda n: rng.lognormal(mu, sigma, n))
+        patience = _stream(lambda n: rng.lognormal(p_mu, p_sigma, n))
+    uniform = _stream(lambda n: rng.random(n))
+    delay = _stream(lambda n: rng.exponential(q.retry_mean_min, n))
+    on_mean = q.attended_share * q.duty_cycle_min
+    off_mean = (1.0 - q.attended_share) * q.duty_cycle_min
+    n_days = q.open_days
+    attempts = [0] * n_days
+    answered = [0] * n_days
+    enrolments = [0] * n_days
+    failed = [0] * n_days
+    new_callers = [0] * n_days
+    caller_answered: list[bool] = []
+    caller_enrolled: list[bool] = []
+    for span_start, span_end in _spans(windows):
+        # Each agent's on-duty periods in the span (stationary at its start): flat lists of
+        # starts and ends, searched with bisect.
+        duty: list[tuple[list[float], list[float]]] = []
+        for _ in range(q.servers):
+            starts, ends = [], []
+            t = span_start
+            on = off_mean == 0.0 or uniform() < q.attended_share
+            while t < span_end:
+                length = -math.log(1.0 - uniform()) * (on_mean if on else off_mean)
+                if on:
+                    starts.append(t)
+                    ends.append(min(t + length, span_end))
+                t += length
+                on = not on or off_mean == 0.0
+            duty.append((starts, ends))
+
+        def next_on(agent: int, t: float, duty: list[tuple[list[float], list[float]]] = duty
+                    ) -> float:
+            starts, ends = duty[agent]
+            i = bisect.bisect_right(ends, t)
+            if i == len(starts):
+                return math.inf
+            return max(t, starts[i])
+
+        agents = [(next_on(a, span_start), a) for a in range(q.servers)]
+        heapq.heapify(agents)
+        # First attempts of the span's days, then retries as they come (a heap by time).
+        pending: list[tuple[float, int, int]] = []  # (time, caller, attempt number)
+        for d, (start, end) in enumerate(windows):
+            if not span_start <= start < span_end:
+                continue
+            n = int(rng.poisson(rates[d] * (end - start) / 60.0))
+            times = np.sort(rng.uniform(start, end, n))
+            first = len(caller_answered)
+            caller_answered.extend([False] * n)
+            caller_enrolled.extend([False] * n)
+            new_callers[d] += n
+            pending.extend((float(t), first + i, 0) for i, t in enumerate(times))
+        heapq.heapify(pending)
+        day_of = [(start, end, d) for d, (start, end) in enumerate(windows)
+                  if span_start <= start < span_end]
+        while pending:
+            t, caller, tries = heapq.heappop(pending)
+            d = next(d for start, end, d in day_of if t < end)  # the day of the attempt
+            closes = next(end for start, end, _ in day_of if t < end)
+            attempts[d] += 1
+            while True:  # the agent free and on duty soonest
+                free_at, agent = agents[0]
+                if free_at >= t:
+                    break
+                heapq.heapreplace(agents, (next_on(agent, t), agent))
+            start = agents[0][0]
+            holds = patience()
+            if start - t <= holds and start < closes:
+                end = start + handle()
+                heapq.heapreplace(agents, (next_on(agent, end), agent))
+                answered[d] += 1
+                caller_answered[caller] = True
+                if uniform() < q.enrol_share:
+                    enrolments[d] += 1
+                    caller_enrolled[caller] = True
+                continue
+            failed[d] += 1
+            if tries < q.max_retries and uniform() < q.retry_prob:
+                again = min(t + holds, closes) + delay()  # hung up, or closed on
+
+                if again < span_end:
+                    heapq.heappush(pending, (again, caller, tries + 1))
+
+    def ints(x: list[int]) -> np.ndarray:
+        return np.asarray(x, dtype=np.int64)
+
+    return DesResult(
+        attempts=ints(attempts), answered=ints(answered), enrolments=ints(enrolments),
+        failed_busy=ints(failed), failed_unattended=np.zeros(n_days, dtype=np.int64),
+        new_callers=ints(new_callers), caller_failed=~np.asarray(caller_answered, dtype=bool),
+        caller_enrolled=np.asarray(caller_enrolled, dtype=bool),
     )
 
 
@@ -444,6 +653,18 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
                 peak_per_hour=float(per_channel["peak_submissions_per_hour"][c]),
                 retention=float(per_channel["daily_retention"][c]),
                 enrol_share=float(per_channel["enrol_share"][c])), rng)
+        elif channel.kind == "call_centre":
+            res = run_queue_centre(QueueCentre(
+                servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
+                open_days=channel.n_days, peak_per_hour=float(attempts_per_hour(
+                    per_channel["peak_load_per_line"][c], channel.servers,
+                    per_channel["handle_time"][c])),
+                retention=float(per_channel["daily_retention"][c]),
+                handle_mean_min=float(per_channel["handle_time"][c]),
+                attended_share=float(per_channel["attended_share"][c]),
+                enrol_share=float(per_channel["enrol_share"][c]),
+                patience_mean_min=float(per_channel["patience"][c]), retry_prob=retry_prob,
+            ), rng)
         else:
             res = run_call_centre(CallCentre(
                 servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
