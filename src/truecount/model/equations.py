@@ -43,6 +43,20 @@ Channel (per channel :math:`c` and calendar day :math:`d`)
     Since :math:`\lambda (1 - B) \le S \cdot 60/\tau`, expected enrolments never exceed the channel's
     capacity :math:`S\, H\, s\, q \cdot 60/\tau`.
 
+Call centres (a channel of kind ``call_centre``)
+    :math:`S_c` agents and one queue: a caller who finds every agent busy holds, first come first
+    served, and hangs up after an exponential patience of mean :math:`p_c` minutes
+    (``patience``), Erlang-A's M/M/S+M. Demand, handle time and attendance are stated as for
+    lines (a share :math:`s_c` of the open hours staffed, a thinning of the callers), and the
+    share lost while staffed, :math:`B_{cd}`, is the Erlang-A share of callers who hang up:
+    :math:`1 - P(\text{answered})` of :func:`erlang_a_answered`, from :math:`S_c`, the load
+    :math:`A_{cd}` and :math:`p_c/\tau_c` (so answered calls, hang-ups and, through the evidence,
+    the reports of not getting through follow from agents, handle time and demand). With no
+    patience it is Erlang-B's loss; with much patience and demand below the agents' throughput
+    nearly every caller is answered; in overload the agents answer :math:`S \cdot 60/\tau` an
+    hour and the rest hang up. Agents answer no more than lines could, so the capacity is the
+    same :math:`S\, H\, s\, q \cdot 60/\tau`.
+
 Online forms (a channel of kind ``online_form``)
     An online form, website or messaging account has no lines, so demand cannot be stated
     against a size: it takes :math:`\lambda_c` submissions an open hour on its first open day

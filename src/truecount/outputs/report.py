@@ -169,16 +169,27 @@ def _iv(iv: Any) -> str:
     return f"{format_number(iv.median)} ({format_number(iv.lower)}-{format_number(iv.upper)})"
 
 
+def _servers(c: Any) -> str:
+    if c.kind == "call_centre":
+        return f"a call centre of {c.servers} agents"
+    return f"{c.servers} lines" if c.bounded else "an online form"
+
+
 def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
     attrs = tree.attrs
     channels = "; ".join(
-        f"{c.id}: {f'{c.servers} lines' if c.bounded else 'an online form'} open "
+        f"{c.id}: {_servers(c)} open "
         f"{c.hours_label} ({c.hours_per_day:g} h a day) from {c.first_day} to {c.last_day}"
         for c in case.channels)
     forms = ("" if all(c.bounded for c in case.channels) else
              " An online form has no lines: it takes submissions at a rate of its own "
              "(peak_submissions_per_hour, decaying as the calls do), none of them lost, a share "
              "of them enrolments; capacity cannot bound a claim it counts towards.")
+    if any(c.kind == "call_centre" for c in case.channels):
+        forms += (" A call centre's callers who find every agent busy hold in one queue and hang "
+                  "up after an exponential patience of mean `patience` minutes (Erlang-A): its "
+                  "blocking B is the share who hang up, and its capacity is the same arithmetic "
+                  "as lines'.")
     structure = "; ".join(f"{k} = {v} ({STRUCTURE[k].meaning})" for k, v in spec.structure.items())
     b: list[Block] = [
         ("h", 2, "Methods"),
