@@ -775,14 +775,17 @@ def render_capacity(result: CapacityResult) -> str:
         if c.max_registrations is None:  # an online form
             rows.append((c.id, "online form", c.hours, span, "-", "not bounded"))
         else:
-            servers = f"{c.servers} agents" if c.kind == "call_centre" else str(c.servers)
-            rows.append((c.id, servers, c.hours, span, f"{c.line_hours:,.0f}",
+            rows.append((c.id, c.servers_label or str(c.servers), c.hours, span, f"{c.line_hours:,.0f}",
                          f"{c.max_registrations:,.0f}"))
     out.extend(_table(rows, right={1, 4, 5}))
     if any(c.kind == "call_centre" for c in result.channels):
         out.append("A call centre's agents are its lines here: callers who hold in its queue wait "
                    "for one, so its capacity is the same arithmetic (the queue changes how many "
                    "of its callers are answered, not how many its agents can take).")
+    if any(c.kind == "walk_in" for c in result.channels):
+        out.append("Walk-in desks are lines here too (a person queues for one and may leave); "
+                   "where the sources give their number as a range, the capacity is the most "
+                   "desks' (an upper bound, as the rest of the table).")
     if result.claims:
         out.append("")
         rows = [("claim", "value", "at", "line-hours before", "handle time needed",

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 #: The order of the funnel quantities a claim can report (the ``quantity`` dimension).
 FUNNEL = ("registrations", "answered", "attempts")
 #: Kinds of channel (a case's ``channels[].kind``): phone lines where a busy line is lost; a call
-#: centre whose callers hold in a queue and may hang up; an online form (or website, or
-#: messaging account) that no line limits.
-CHANNEL_KINDS = ("phone_lines", "call_centre", "online_form")
+#: centre whose callers hold in a queue and may hang up; walk-in desks (offices, stands) where
+#: people queue in person and may leave, their number possibly uncertain; an online form (or
+#: website, or messaging account) that no line limits.
+CHANNEL_KINDS = ("phone_lines", "call_centre", "walk_in", "online_form")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,10 @@ def _p(name: str, dims: tuple[str, ...], unit: str, support: str, meaning: str, 
 
 
 _CH, _CLAIM, _CD = ("channel",), ("claim",), ("channel", "day")
-#: Channels of servers (lines or agents) that take one call each, and online forms.
-_SERVED, _QUEUES, _FORMS = ("phone_lines", "call_centre"), ("call_centre",), ("online_form",)
+#: Channels of servers (lines, agents, desks) that take one caller each; call centres; walk-in
+#: desks; online forms.
+_SERVED = ("phone_lines", "call_centre", "walk_in")
+_QUEUES, _DESKS, _FORMS = ("call_centre",), ("walk_in",), ("online_form",)
 
 #: Every quantity, in the order tables and figures show them.
 QUANTITIES: tuple[Quantity, ...] = (
@@ -78,6 +81,13 @@ QUANTITIES: tuple[Quantity, ...] = (
        "mean time a caller holds in a call centre's queue before hanging up (exponential)",
        "mean patience on hold (minutes, log scale)", log_scale=True, psense=True,
        kinds=_QUEUES),
+    _p("queue_patience", _CH, "minutes", "positive",
+       "mean time a person queues at walk-in desks before leaving (exponential)",
+       "mean time queued before leaving (minutes, log scale)", log_scale=True, psense=True,
+       kinds=_DESKS),
+    _p("servers_position", _CH, "share", "unit",
+       "where the number of walk-in desks lies in the case's stated range, on the log scale "
+       "(0: the fewest, 1: the most)", "position of the desk count in its range", kinds=_DESKS),
     _p("peak_submissions_per_hour", _CH, "submissions per hour", "positive",
        "submissions an open hour to an online form on its first open day (a form has no size "
        "to state demand against)", "peak form submissions per hour (log scale)", log_scale=True,
@@ -122,6 +132,9 @@ QUANTITIES: tuple[Quantity, ...] = (
              psense=True),
     Quantity("days_needed", "deterministic", _CLAIM, "days", "positive",
              "open days of full capacity the claim needs", gated=True),
+    Quantity("desks", "deterministic", _CH, "desks", "positive",
+             "number of walk-in desks (or points) serving at once: the case's count, or a value "
+             "in its stated range", "walk-in desks", gated=True, kinds=_DESKS),
     Quantity("peak_attempts_per_hour", "deterministic", _CH, "attempts per hour", "positive",
              "call attempts offered to a channel per open hour on its first open day",
              "peak call attempts per hour (log scale)", log_scale=True),

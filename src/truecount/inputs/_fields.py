@@ -115,6 +115,10 @@ class Fields:
             raise self.error(key, "nothing (the field is missing)", "this field to be set", hint)
         return _MISSING
 
+    def raw(self, key: str) -> Any:
+        """The value of a required ``key`` as TOML gave it, for a field of several shapes."""
+        return self._get(key, True)
+
     # -- scalar accessors ---------------------------------------------------------------------
 
     def text(self, key: str, *, required: bool = True, choices: Iterable[str] | None = None,

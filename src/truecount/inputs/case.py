@@ -46,8 +46,9 @@ CLAIM_COUNTS = ("attempts", "answered", "registrations", "turned_up", "unclear")
 CLAIM_PRESENTED = ("attempts", "answered", "registrations", "turned_up")
 #: Kinds of channel: lines that take one call each, a busy line lost (``phone_lines``); a call
 #: centre whose agents take one call each while the others hold and may hang up
-#: (``call_centre``); an online form, website or messaging account that no line limits
-#: (``online_form``).
+#: (``call_centre``); walk-in desks or points where people queue in person and may leave, whose
+#: number may be known only within a range (``walk_in``); an online form, website or messaging
+#: account that no line limits (``online_form``).
 CHANNEL_KINDS = QUANTITY_CHANNEL_KINDS
 #: Qualitative strengths of unreachability evidence, weakest first; the spec maps each to data.
 EVIDENCE_STRENGTHS = ("some", "many", "most", "nearly_all")
@@ -84,8 +85,9 @@ class Sourced:
 class Channel:
     """One enrolment channel: ``servers`` lines open ``opens``-``closes`` daily, first to last day.
 
-    For a ``call_centre`` the servers are its agents. An ``online_form`` has no lines
-    (``servers`` is 0): nothing limits how many it takes an hour.
+    For a ``call_centre`` the servers are its agents; for ``walk_in`` desks its desks (or
+    points), whose number may be known only as a range, ``servers`` to ``servers_upper``. An
+    ``online_form`` has no lines (``servers`` is 0): nothing limits how many it takes an hour.
     """
 
     id: str
@@ -97,6 +99,22 @@ class Channel:
     last_day: dt.date
     cited: tuple[Sourced, ...]
     note: str | None = None
+    #: The most desks a ``walk_in`` channel whose count is a range may have (None: ``servers``
+    #: exactly).
+    servers_upper: int | None = None
+
+    @property
+    def servers_range(self) -> tuple[int, int]:
+        """The fewest and the most servers (the same number twice when the count is known)."""
+        return self.servers, self.servers if self.servers_upper is None else self.servers_upper
+
+    @property
+    def servers_label(self) -> str:
+        """``"6"``, ``"40 agents"``, ``"1,000-3,000 desks"``; ``""`` for an online form."""
+        low, high = self.servers_range
+        count = f"{low:,}" if low == high else f"{low:,}-{high:,}"
+        unit = {"call_centre": " agents", "walk_in": " desks", "online_form": ""}.get(self.kind, "")
+        return "" if not self.bounded else count + unit
 
     @property
     def hours_per_day(self) -> float:
@@ -115,8 +133,11 @@ class Channel:
 
     @property
     def line_hours_per_day(self) -> float:
-        """Lines times hours open, per day (0 for an online form, which has no lines)."""
-        return self.servers * self.hours_per_day
+        """Lines times hours open, per day (0 for an online form, which has no lines).
+
+        For walk-in desks whose count is a range, the most desks: an upper bound, as capacity is.
+        """
+        return self.servers_range[1] * self.hours_per_day
 
     @property
     def bounded(self) -> bool:
@@ -358,7 +379,9 @@ class Case:
 
         Dimensions: ``channel``, ``day`` (calendar days, local time), ``claim``, ``evidence``.
 
-        Variables: ``servers(channel)`` (0 for an online form), ``channel_kind(channel)``;
+        Variables: ``servers(channel)`` (0 for an online form), ``servers_upper(channel)`` (the
+        most desks of walk-in desks whose count is a range, else ``servers``),
+        ``channel_kind(channel)``;
         ``open_hours(channel, day)``; ``claim_value``,
         ``claim_rounding``, ``claim_cumulative``, ``claim_counts``, ``claim_presented_as``,
         ``claim_time`` (UTC), ``claim_channel`` (the one channel it is about, "" for all)
@@ -406,6 +429,8 @@ class Case:
         return xr.Dataset(
             {
                 "servers": ("channel", np.array([c.servers for c in self.channels], dtype=np.int64)),
+                "servers_upper": ("channel", np.array([c.servers_range[1] for c in self.channels],
+                                                      dtype=np.int64)),
                 "channel_kind": ("channel", np.array([c.kind for c in self.channels], dtype=str)),
                 "open_hours": (("channel", "day"), open_hours),
                 "claim_value": ("claim", np.array([c.value for c in self.claims], dtype=float)),
@@ -574,9 +599,11 @@ def _parse_channel(f: Fields, cited: Any) -> Channel:
             raise f.error("servers", show(f.data["servers"]), "no servers for an online form",
                           "An online form has no lines; remove servers, or use kind = "
                           "\"phone_lines\".")
-        servers = 0
+        servers, upper = 0, None
+    elif kind == "walk_in" and isinstance(f.data.get("servers"), list):
+        servers, upper = _servers_range(f)
     else:
-        servers = f.req_integer("servers", min=1, max=100_000)
+        servers, upper = f.req_integer("servers", min=1, max=100_000), None
     channel = Channel(
         id=f.req_text("id"),
         kind=kind,
@@ -587,9 +614,22 @@ def _parse_channel(f: Fields, cited: Any) -> Channel:
         last_day=_case_date(f, "last_day"),
         cited=tuple(_cited_table(s, cited) for s in f.tables("cites", min_items=1)),
         note=f.text("note", required=False),
+        servers_upper=upper,
     )
     f.finish()
     return channel
+
+
+def _servers_range(f: Fields) -> tuple[int, int]:
+    """A walk-in channel's ``servers = [fewest, most]``: two integers, the first smaller."""
+    value = f.raw("servers")
+    fix = ("Give the number of desks, or the fewest and the most the sources allow, e.g. "
+           "servers = [1000, 3000].")
+    if (len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
+            or not 1 <= value[0] < value[1] <= 100_000):
+        raise f.error("servers", show(value), "two integers [fewest, most] with "
+                      "1 <= fewest < most <= 100000", fix)
+    return int(value[0]), int(value[1])
 
 
 def _cited_table(f: Fields, cited: Any) -> Sourced:
@@ -785,8 +825,9 @@ def _parse_reading(name: str, f: Fields, cited: Any, channels: list[Channel]) ->
             if key not in READING_FIELDS:
                 raise sub.error(key, "a field a reading cannot change",
                                 "one of " + ", ".join(READING_FIELDS))
-        if sub.has("servers"):
+        if sub.has("servers"):  # a reading states the count: no range
             values["servers"] = sub.req_integer("servers", min=1, max=100_000)
+            values["servers_upper"] = None
         for key in ("opens", "closes"):
             if sub.has(key):
                 values[key] = sub.clock(key)

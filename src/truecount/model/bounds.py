@@ -36,6 +36,10 @@ class ChannelBound:
     #: None for an online form: no line limits it.
     max_registrations: float | None
     kind: str = "phone_lines"
+    #: The most servers (desks whose count is a range: the top of it; capacity is an upper bound).
+    servers_upper: int | None = None
+    #: ``"6"``, ``"40 agents"``, ``"20-60 desks"`` (:attr:`truecount.inputs.case.Channel.servers_label`).
+    servers_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def case_capacity(case: Case, handle_time: float = DEFAULT_HANDLE_TIME) -> Capac
     # Line-hours each claim counts (before its date, within its period, on its channels): the
     # exposure the model uses, so the two cannot disagree.
     ds = case.to_dataset()
-    line_hours = ds.servers.values[:, None] * ds.open_hours.values  # (channel, day)
+    line_hours = ds.servers_upper.values[:, None] * ds.open_hours.values  # (channel, day)
     before = (ds.claim_exposure.values * line_hours).sum(axis=(1, 2))
     is_form = ds.channel_kind.values == "online_form"
     form_hours = (ds.claim_exposure.values * ds.open_hours.values)[:, is_form].sum(axis=(1, 2))
@@ -151,13 +155,15 @@ def options_capacity(
 
 
 def _channel_bound(c: Channel, handle_time: float) -> ChannelBound:
-    line_hours = c.servers * c.hours_per_day * c.n_days
-    most = (float(capacity.max_registrations(c.servers, c.hours_per_day * c.n_days, handle_time))
-            if c.bounded else None)
+    most_servers = c.servers_range[1]
+    line_hours = most_servers * c.hours_per_day * c.n_days
+    most = (float(capacity.max_registrations(most_servers, c.hours_per_day * c.n_days,
+                                             handle_time)) if c.bounded else None)
     return ChannelBound(
         id=c.id, servers=c.servers, hours=c.hours_label, hours_per_day=c.hours_per_day,
         first_day=c.first_day.isoformat(), last_day=c.last_day.isoformat(), days=c.n_days,
-        line_hours=line_hours, max_registrations=most, kind=c.kind,
+        line_hours=line_hours, max_registrations=most, kind=c.kind, servers_upper=most_servers,
+        servers_label=c.servers_label,
     )
 
 

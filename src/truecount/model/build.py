@@ -120,6 +120,7 @@ PYTENSOR = equations.Backend(
     logsumexp=lambda x: pt.logsumexp(x, axis=0), full_like=pt.full_like,
     zeros_like=pt.zeros_like, ones_like=pt.ones_like, log_erlang_b=log_erlang_b, gammaln=pt.gammaln,
     cumsum=lambda x: pt.cumsum(x, axis=0), abs=pt.abs, sign=pt.sign, erfc=pt.erfc, erfcx=pt.erfcx,
+    floor=pt.floor,
     named=lambda name, x: pm.Deterministic(name, x, dims=QUANTITY[name].dims),
     shared=lambda x: x,
     normal_logpdf=_normal_logpdf, log_normal_cdf=log_normal_cdf,

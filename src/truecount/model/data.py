@@ -18,6 +18,8 @@ import xarray as xr
 from truecount.inputs.spec import Spec
 from truecount.quantities import CHANNEL_KINDS, FUNNEL, PARAMETERS
 
+#: Kinds of channel whose callers queue (Erlang-A) rather than being lost at once.
+QUEUE_KINDS = ("call_centre", "walk_in")
 #: Where each "counts" / "presented_as" value of a claim sits on the funnel.
 _FUNNEL_OF = {"registrations": 0, "turned_up": 0, "answered": 1, "attempts": 2}
 
@@ -35,6 +37,9 @@ def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
         "demand": spec.structure["demand"],
         "honest_claims": bool(spec.structure["honest_claims"]),
         "has_evidence": ds.sizes["evidence"] > 0,
+        # Walk-in desks whose number is a range: the count is a parameter of the model.
+        "servers_range": bool(("servers_upper" in ds)
+                              and (ds.servers_upper.values > ds.servers.values).any()),
     }
 
 
@@ -49,6 +54,7 @@ def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
         "honest_probability": bool(structure["honest_claims"]),
         "counts_attempts_probability": any(structure["unclear"]),
         "report_bias_odds": bool(structure["has_evidence"]),
+        "servers_position": bool(structure.get("servers_range", False)),
     }
     kinds = PARAMETERS[name].kinds if name in PARAMETERS else CHANNEL_KINDS
     return needs.get(name, True) and any(k in structure["kinds"] for k in kinds)
@@ -60,7 +66,10 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
     Only what the structure uses: ``open_day_index`` (each day's index among its channel's open
     days) with decaying demand, the ``evidence_*`` arrays with evidence, ``channel_is_form`` (1
     for an online form) when the case mixes forms with other kinds, ``channel_is_queue`` (1 for a
-    call centre) when it mixes call centres and phone lines. An online form's ``servers`` is 1,
+    call centre or walk-in desks) when it mixes queues and phone lines, ``channel_is_walk_in``
+    when it mixes walk-in desks and call centres, ``servers_log_span`` (the log of the most desks
+    over the fewest; 0 where the count is known) when a walk-in channel's count is a range. An
+    online form's ``servers`` is 1,
     a placeholder the equations never use, so that the Erlang-B arithmetic of the lines, computed
     for every channel and then masked, stays finite (its gradient too). Evidence given as a
     strength ("many") takes its counts from the spec's ``[evidence_strength]`` mapping.
@@ -80,9 +89,14 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
     if len(kinds) > 1 and "online_form" in kinds:
         data["channel_is_form"] = ("channel", (ds.channel_kind.values == "online_form")
                                    .astype(float))
-    if "phone_lines" in kinds and "call_centre" in kinds:
-        data["channel_is_queue"] = ("channel", (ds.channel_kind.values == "call_centre")
-                                    .astype(float))
+    kind_of = ds.channel_kind.values
+    if "phone_lines" in kinds and ("call_centre" in kinds or "walk_in" in kinds):
+        data["channel_is_queue"] = ("channel", np.isin(kind_of, QUEUE_KINDS).astype(float))
+    if "call_centre" in kinds and "walk_in" in kinds:
+        data["channel_is_walk_in"] = ("channel", (kind_of == "walk_in").astype(float))
+    if structure["servers_range"]:
+        span = np.log(ds.servers_upper.values / np.maximum(ds.servers.values, 1))
+        data["servers_log_span"] = ("channel", np.where(kind_of == "walk_in", span, 0.0))
     if structure["demand"] == "decaying":
         is_open = open_hours > 0
         data["open_day_index"] = (cd, np.where(is_open, np.cumsum(is_open, axis=1) - 1, 0)
@@ -125,14 +139,22 @@ def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:
 def channel_kinds(inputs: xr.Dataset | dict[str, Any], structure: dict[str, Any]) -> list[str]:
     """Each channel's kind, from the model's inputs and structure (what the equations see)."""
     kinds = structure["kinds"]
-    n = len(np.asarray(inputs["servers"]))
-    out = [kinds[0]] * n if len(kinds) == 1 else ["phone_lines"] * n
-    for name, kind in (("channel_is_queue", "call_centre"), ("channel_is_form", "online_form")):
-        if name in inputs:
-            out = [kind if flag > 0.5 else k for k, flag in zip(out, np.asarray(inputs[name]),
-                                                                strict=True)]
-    if len(kinds) > 1 and "phone_lines" not in kinds:  # call centres and forms
-        out = [k if k == "online_form" else "call_centre" for k in out]
+    served = [k for k in kinds if k != "online_form"]
+    flags = {name: np.asarray(inputs[name]) > 0.5
+             for name in ("channel_is_form", "channel_is_queue", "channel_is_walk_in")
+             if name in inputs}
+    out = []
+    for i in range(len(np.asarray(inputs["servers"]))):
+        if not served or ("channel_is_form" in flags and flags["channel_is_form"][i]):
+            out.append("online_form")
+            continue
+        candidates = served
+        if "channel_is_queue" in flags:
+            candidates = [k for k in candidates if (k in QUEUE_KINDS) == flags["channel_is_queue"][i]]
+        if "channel_is_walk_in" in flags:
+            candidates = [k for k in candidates if (k == "walk_in")
+                          == flags["channel_is_walk_in"][i]]
+        out.append(candidates[0])
     return out
 
 

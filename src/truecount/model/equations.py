@@ -57,6 +57,20 @@ Call centres (a channel of kind ``call_centre``)
     hour and the rest hang up. Agents answer no more than lines could, so the capacity is the
     same :math:`S\, H\, s\, q \cdot 60/\tau`.
 
+Walk-in desks (a channel of kind ``walk_in``)
+    :math:`S_c` desks (offices, stands in squares) where people queue in person: the same
+    Erlang-A queue as a call centre's, with its own mean time before a person leaves the queue,
+    :math:`p_c` = ``queue_patience`` (people who came in person wait longer than callers on
+    hold). Where the sources give the number of desks only as a range
+    :math:`[S^{\min}_c, S^{\max}_c]`, it is a parameter,
+    :math:`S_c = S^{\min}_c (S^{\max}_c / S^{\min}_c)^{v_c}`, with :math:`v_c \in [0, 1]` the
+    ``servers_position`` (a spec prior; uniform: log-uniform desks), recorded as ``desks``. Every
+    formula above takes this :math:`S_c` (demand :math:`a_c S_c`, capacity
+    :math:`S_c H s q \cdot 60/\tau`); Erlang-B, defined by its recursion at whole numbers, is
+    interpolated on the log scale between them (:func:`log_erlang_b`), which keeps the
+    likelihood continuous in :math:`v_c`. Capacity arithmetic (``truecount capacity``) is an
+    upper bound and takes :math:`S^{\max}_c`.
+
 Online forms (a channel of kind ``online_form``)
     An online form, website or messaging account has no lines, so demand cannot be stated
     against a size: it takes :math:`\lambda_c` submissions an open hour on its first open day
@@ -168,6 +182,7 @@ class Backend:
     abs: Callable[[Any], Any]
     sign: Callable[[Any], Any]
     erfc: Callable[[Any], Any]
+    floor: Callable[[Any], Any]
     #: ``exp(z^2) erfc(z)``, the scaled complementary error function.
     erfcx: Callable[[Any], Any]
     #: Records a result under its name and returns it: PyTensor makes it a Deterministic of the
@@ -202,7 +217,8 @@ NUMPY = Backend(
     logsumexp=lambda x: logsumexp(x, axis=0), full_like=np.full_like, zeros_like=np.zeros_like,
     ones_like=np.ones_like, log_erlang_b=capacity.log_blocking, gammaln=gammaln,
     cumsum=lambda x: np.cumsum(x, axis=0), abs=np.abs, sign=np.sign, erfc=erfc, erfcx=erfcx,
-    named=lambda name, x: x, shared=lambda x: np.asarray(x)[..., None], normal_logpdf=_normal_logpdf,
+    floor=np.floor, named=lambda name, x: x, shared=lambda x: np.asarray(x)[..., None],
+    normal_logpdf=_normal_logpdf,
     log_normal_cdf=log_ndtr, at_claims=_at_claims,
     per_evidence=lambda channel_of, x: np.einsum("ec,...c->...e", channel_of, x),
 )
@@ -212,33 +228,71 @@ NUMPY = Backend(
 DETERMINISTICS = tuple(q.name for q in QUANTITIES if q.kind == "deterministic")
 
 
+def servers(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],
+            structure: Mapping[str, Any]) -> Any:
+    r"""Each channel's lines, agents or desks: the case's count, or walk-in desks in their range.
+
+    ``(channel,)`` integers when every count is known; else ``(..., channel)``,
+    :math:`S_c = S^{\min}_c (S^{\max}_c / S^{\min}_c)^{v_c}` with :math:`v_c` the
+    ``servers_position`` (0 where the count is known).
+    """
+    if not structure.get("servers_range", False):
+        return inputs["servers"]
+    return inputs["servers"] * b.exp(params["servers_position"] * inputs["servers_log_span"])
+
+
+def log_erlang_b(b: Backend, servers: Any, log_load: Any, structure: Mapping[str, Any]) -> Any:
+    r"""Erlang-B's :math:`\log B(S, A)`, also for a number of desks that is not a whole number.
+
+    Between whole numbers :math:`n \le S < n + 1` it is interpolated linearly on the log scale,
+    :math:`(1 - f) \log B(n, A) + f \log B(n + 1, A)` with :math:`f = S - n`: continuous in
+    :math:`S`, exact at whole numbers, and within a fraction of the step between neighbours
+    (which is small for the hundreds of desks a range is stated for).
+    """
+    if not structure.get("servers_range", False):
+        return b.log_erlang_b(servers, log_load)
+    whole = b.floor(servers)
+    low = b.log_erlang_b(whole, log_load)
+    return low + (servers - whole) * (b.log_erlang_b(whole + 1.0, log_load) - low)
+
+
 def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, Any],
                   structure: Mapping[str, Any]) -> dict[str, Any]:
     """Attempts, answered calls, expected enrolments and blocking per channel and day.
 
     Lines and forms are each computed only if the case has them; a case with both computes the
     lines' arithmetic for every channel and takes the form's where ``channel_is_form`` is 1.
+    Queues (call centres, walk-in desks) take Erlang-A's share where ``channel_is_queue`` is 1.
     """
     hours = inputs["open_hours"]
     kinds = structure["kinds"]
     decaying = structure["demand"] == "decaying"
     lines: dict[str, Any] = {}
-    if "phone_lines" in kinds or "call_centre" in kinds:
-        servers = inputs["servers"]
-        lines["peak"] = capacity.attempts_per_hour(params["peak_load_per_line"], servers,
+    if any(k in kinds for k in ("phone_lines", "call_centre", "walk_in")):
+        count = servers(b, inputs, params, structure)
+        if "walk_in" in kinds:
+            count = lines["desks"] = b.named("desks", count * 1.0)
+        lines["peak"] = capacity.attempts_per_hour(params["peak_load_per_line"], count,
                                                    params["handle_time"])
         # Demand on the log scale: a long campaign's fading demand (0.5 ** 365) underflows to 0,
         # and log 0 would make the blocking's gradient NaN.
-        log_load = b.log(params["peak_load_per_line"] * servers)[..., None] * b.ones_like(hours)
+        log_load = b.log(params["peak_load_per_line"] * count)[..., None] * b.ones_like(hours)
         if decaying:
             log_load = (log_load
                         + inputs["open_day_index"] * b.log(params["daily_retention"])[..., None])
         lines["rate"] = b.exp(log_load) * (60.0 / params["handle_time"])[..., None]
-        log_blocking = b.log_erlang_b(servers[:, None], log_load)
+        log_blocking = log_erlang_b(b, count[..., None], log_load, structure)
         lines["blocking"] = b.exp(log_blocking)
-        if "call_centre" in kinds:
-            ratio = (params["patience"] / params["handle_time"])[..., None]
-            answered = erlang_a_answered(b, servers[:, None] * b.ones_like(log_load), log_load,
+        if "call_centre" in kinds or "walk_in" in kinds:
+            if "call_centre" not in kinds:
+                patience = params["queue_patience"]
+            elif "walk_in" not in kinds:
+                patience = params["patience"]
+            else:
+                patience = b.where(inputs["channel_is_walk_in"] > 0.5, params["queue_patience"],
+                                   params["patience"])
+            ratio = (patience / params["handle_time"])[..., None]
+            answered = erlang_a_answered(b, count[..., None] * b.ones_like(log_load), log_load,
                                          log_blocking, ratio)
             lost = 1.0 - answered
             if "phone_lines" in kinds:
@@ -270,8 +324,11 @@ def channel_flows(b: Backend, inputs: Mapping[str, Any], params: Mapping[str, An
     else:  # the lines' expression as it always was (same rounding, same numbers)
         answered = attempts * params["attended_share"][..., None] * (1.0 - blocking)
     expected = b.named("expected_enrolments", answered * params["enrol_share"][..., None])
-    return {"blocking": blocking, "attempts": attempts, "answered": answered,
-            "through": flows["through"], "expected": expected, "peak_attempts_per_hour": peak}
+    out = {"blocking": blocking, "attempts": attempts, "answered": answered,
+           "through": flows["through"], "expected": expected, "peak_attempts_per_hour": peak}
+    if "desks" in lines:
+        out["desks"] = lines["desks"]
+    return out
 
 
 #: Terms of the series for :math:`T - 1` in :func:`erlang_a_answered` (a static length, so the
@@ -359,8 +416,8 @@ def channel_capacity(b: Backend, inputs: Mapping[str, Any], params: Mapping[str,
     if kinds == ("online_form",):
         zero = b.zeros_like(params["enrol_share"])
         return zero, zero + 1.0
-    per_hour = capacity.registrations_per_hour(inputs["servers"], params["handle_time"],
-                                               params["attended_share"])
+    per_hour = capacity.registrations_per_hour(servers(b, inputs, params, structure),
+                                               params["handle_time"], params["attended_share"])
     if "online_form" not in kinds:
         return per_hour, None
     is_form = inputs["channel_is_form"]
@@ -425,6 +482,8 @@ def deterministics(b: Backend, inputs: Mapping[str, Any], structure: Mapping[str
            "blocking": blocking, "attempts": attempts,
            "expected_enrolments": flows["expected"],
            "unanswered_attempts": b.named("unanswered_attempts", attempts - flows["answered"])}
+    if "desks" in flows:
+        out["desks"] = flows["desks"]
     per_hour, unbounded = channel_capacity(b, inputs, params, structure)
     total_hours = hours.sum(axis=-1)
     at_claim = b.at_claims(exposure, [per_hour[..., None] * hours])[..., 0]

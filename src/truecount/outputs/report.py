@@ -172,6 +172,10 @@ def _iv(iv: Any) -> str:
 def _servers(c: Any) -> str:
     if c.kind == "call_centre":
         return f"a call centre of {c.servers} agents"
+    if c.kind == "walk_in":
+        low, high = c.servers_range
+        count = f"{low:,}" if low == high else f"between {low:,} and {high:,}"
+        return f"walk-in desks, {count} of them"
     return f"{c.servers} lines" if c.bounded else "an online form"
 
 
@@ -190,6 +194,13 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
                   "up after an exponential patience of mean `patience` minutes (Erlang-A): its "
                   "blocking B is the share who hang up, and its capacity is the same arithmetic "
                   "as lines'.")
+    if any(c.kind == "walk_in" for c in case.channels):
+        forms += (" At walk-in desks people who find every desk busy queue and leave after an "
+                  "exponential time of mean `queue_patience` minutes (Erlang-A, as a call "
+                  "centre's callers). Where the sources give the number of desks as a range, the "
+                  "model samples where it lies (`servers_position`, uniform on the log scale "
+                  "unless the spec says otherwise), and Erlang-B is interpolated between whole "
+                  "numbers of desks; the `desks` row of the table is the posterior count.")
     structure = "; ".join(f"{k} = {v} ({STRUCTURE[k].meaning})" for k, v in spec.structure.items())
     b: list[Block] = [
         ("h", 2, "Methods"),

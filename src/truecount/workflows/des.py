@@ -653,17 +653,23 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
                 peak_per_hour=float(per_channel["peak_submissions_per_hour"][c]),
                 retention=float(per_channel["daily_retention"][c]),
                 enrol_share=float(per_channel["enrol_share"][c])), rng)
-        elif channel.kind == "call_centre":
+        elif channel.kind in ("call_centre", "walk_in"):
+            servers = channel.servers
+            patience = per_channel["patience" if channel.kind == "call_centre"
+                                   else "queue_patience"][c]
+            low, high = channel.servers_range
+            if high > low:  # desks whose number is a range: the drawn count, whole
+                servers = max(1, round(low * (high / low) ** per_channel["servers_position"][c]))
             res = run_queue_centre(QueueCentre(
-                servers=channel.servers, opens_min=channel.opens, closes_min=channel.closes,
+                servers=servers, opens_min=channel.opens, closes_min=channel.closes,
                 open_days=channel.n_days, peak_per_hour=float(attempts_per_hour(
-                    per_channel["peak_load_per_line"][c], channel.servers,
+                    per_channel["peak_load_per_line"][c], servers,
                     per_channel["handle_time"][c])),
                 retention=float(per_channel["daily_retention"][c]),
                 handle_mean_min=float(per_channel["handle_time"][c]),
                 attended_share=float(per_channel["attended_share"][c]),
                 enrol_share=float(per_channel["enrol_share"][c]),
-                patience_mean_min=float(per_channel["patience"][c]), retry_prob=retry_prob,
+                patience_mean_min=float(patience), retry_prob=retry_prob,
             ), rng)
         else:
             res = run_call_centre(CallCentre(
@@ -995,7 +1001,8 @@ def case_to_toml(case: Case) -> str:
                                      *_cited(case.window_cited)])]
     for ch in case.channels:
         out += ["", "[[channels]]", *_lines([
-            ("id", ch.id), ("kind", ch.kind), ("servers", ch.servers if ch.bounded else None),
+            ("id", ch.id), ("kind", ch.kind), ("servers", None if not ch.bounded else ch.servers
+                                          if ch.servers_upper is None else list(ch.servers_range)),
             ("opens", format_clock(ch.opens)),
             ("closes", format_clock(ch.closes)), ("first_day", ch.first_day),
             ("last_day", ch.last_day), ("note", ch.note)])]
