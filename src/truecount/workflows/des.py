@@ -58,6 +58,10 @@ The call centre with a queue (:class:`QueueCentre`)
     probability ``retry_prob`` after an exponential delay, as on the lines. Under Erlang-A's own
     assumptions (``exponential=True``, every agent on duty, no retries) the simulation answers
     the share :func:`truecount.model.capacity.erlang_a_chain` gives (``tests/test_call_centre.py``).
+    **Walk-in desks** (``kind = "walk_in"``) are the same simulation, desks for agents and
+    ``queue_patience`` for ``patience``; a number of desks given as a range is drawn as the
+    model's ``servers_position`` says (log-uniform between the fewest and the most) and rounded
+    to whole desks, where the model interpolates between whole numbers.
 
 The online form (:class:`OnlineForm`)
     An online form, website or messaging account has no lines: the model's form takes
@@ -131,7 +135,53 @@ _MINUTES_PER_DAY = 1440
 
 
 @dataclass(frozen=True)
-class CallCentre:
+class _Staffed:
+    """What a simulated channel with servers (lines, agents or desks) shares.
+
+    Its hours and days, demand, handle time, attendance and enrolment, each documented on
+    :class:`CallCentre`.
+    """
+
+    servers: int
+    opens_min: int
+    closes_min: int
+    open_days: int
+    peak_per_hour: float
+    retention: float
+    handle_mean_min: float
+    attended_share: float
+    enrol_share: float
+
+    def _check(self, own: list[tuple[bool, str]]) -> None:
+        checks = [
+            (self.servers >= 1, "servers must be >= 1"),
+            (0 <= self.opens_min < self.closes_min <= _MINUTES_PER_DAY,
+             "need 0 <= opens_min < closes_min <= 1440"),
+            (self.open_days >= 1, "open_days must be >= 1"),
+            (self.peak_per_hour >= 0, "peak_per_hour must be >= 0"),
+            (self.retention >= 0, "retention must be >= 0"),
+            (self.handle_mean_min > 0, "handle_mean_min must be > 0"),
+            (0 <= self.enrol_share <= 1, "enrol_share must be in [0, 1]"),
+            *own,
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {message}")
+
+    @property
+    def windows(self) -> list[tuple[float, float]]:
+        """Each open day's ``(opens, closes)`` in minutes from midnight of the first open day."""
+        return [(float(d * _MINUTES_PER_DAY + self.opens_min),
+                 float(d * _MINUTES_PER_DAY + self.closes_min)) for d in range(self.open_days)]
+
+    @property
+    def new_caller_rates(self) -> np.ndarray:
+        """New callers per hour on each open day."""
+        return np.asarray(self.peak_per_hour * self.retention ** np.arange(self.open_days), float)
+
+
+@dataclass(frozen=True)
+class CallCentre(_Staffed):
     """A phone-line channel as the discrete-event simulation sees it (see the module docstring).
 
     Parameters
@@ -162,15 +212,6 @@ class CallCentre:
         one line at random and fails if it is busy or unattended.
     """
 
-    servers: int
-    opens_min: int
-    closes_min: int
-    open_days: int
-    peak_per_hour: float
-    retention: float
-    handle_mean_min: float
-    attended_share: float
-    enrol_share: float
     handle_cv: float = 0.7
     attend_cycle_min: float = 30.0
     retry_prob: float = 0.5
@@ -179,36 +220,14 @@ class CallCentre:
     separate_numbers: bool = False
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.servers >= 1, "servers must be >= 1"),
-            (0 <= self.opens_min < self.closes_min <= _MINUTES_PER_DAY,
-             "need 0 <= opens_min < closes_min <= 1440"),
-            (self.open_days >= 1, "open_days must be >= 1"),
-            (self.peak_per_hour >= 0, "peak_per_hour must be >= 0"),
-            (self.retention >= 0, "retention must be >= 0"),
-            (self.handle_mean_min > 0, "handle_mean_min must be > 0"),
+        self._check([
             (self.handle_cv >= 0, "handle_cv must be >= 0"),
             (0 <= self.attended_share <= 1, "attended_share must be in [0, 1]"),
             (self.attend_cycle_min > 0, "attend_cycle_min must be > 0"),
-            (0 <= self.enrol_share <= 1, "enrol_share must be in [0, 1]"),
             (0 <= self.retry_prob <= 1, "retry_prob must be in [0, 1]"),
             (self.retry_mean_min > 0, "retry_mean_min must be > 0"),
             (self.max_retries >= 0, "max_retries must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"CallCentre: {message}")
-
-    @property
-    def windows(self) -> list[tuple[float, float]]:
-        """Each open day's ``(opens, closes)`` in minutes from midnight of the first open day."""
-        return [(float(d * _MINUTES_PER_DAY + self.opens_min),
-                 float(d * _MINUTES_PER_DAY + self.closes_min)) for d in range(self.open_days)]
-
-    @property
-    def new_caller_rates(self) -> np.ndarray:
-        """New callers per hour on each open day."""
-        return np.asarray(self.peak_per_hour * self.retention ** np.arange(self.open_days), float)
+        ])
 
 
 @dataclass(frozen=True)
@@ -285,7 +304,7 @@ def run_online_form(form: OnlineForm, rng: np.random.Generator) -> DesResult:
 
 
 @dataclass(frozen=True)
-class QueueCentre:
+class QueueCentre(_Staffed):
     """A call centre with a queue as the simulation sees it (see the module docstring).
 
     Parameters
@@ -306,15 +325,6 @@ attended_share, enrol_share, retry_prob, retry_mean_min, max_retries
         simulation against it) instead of log-normal ones.
     """
 
-    servers: int
-    opens_min: int
-    closes_min: int
-    open_days: int
-    peak_per_hour: float
-    retention: float
-    handle_mean_min: float
-    attended_share: float
-    enrol_share: float
     patience_mean_min: float
     handle_cv: float = 0.7
     patience_cv: float = 1.0
@@ -325,29 +335,14 @@ attended_share, enrol_share, retry_prob, retry_mean_min, max_retries
     exponential: bool = False
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.servers >= 1, "servers must be >= 1"),
-            (0 <= self.opens_min < self.closes_min <= _MINUTES_PER_DAY,
-             "need 0 <= opens_min < closes_min <= 1440"),
-            (self.open_days >= 1, "open_days must be >= 1"),
-            (self.peak_per_hour >= 0, "peak_per_hour must be >= 0"),
-            (self.retention >= 0, "retention must be >= 0"),
-            (self.handle_mean_min > 0, "handle_mean_min must be > 0"),
+        self._check([
             (self.patience_mean_min > 0, "patience_mean_min must be > 0"),
             (0 < self.attended_share <= 1, "attended_share must be in (0, 1]"),
-            (0 <= self.enrol_share <= 1, "enrol_share must be in [0, 1]"),
             (0 <= self.retry_prob <= 1, "retry_prob must be in [0, 1]"),
+            (self.retry_mean_min > 0, "retry_mean_min must be > 0"),
+            (self.max_retries >= 0, "max_retries must be >= 0"),
             (self.duty_cycle_min > 0, "duty_cycle_min must be > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"QueueCentre: {message}")
-
-    @property
-    def windows(self) -> list[tuple[float, float]]:
-        """Each open day's ``(opens, closes)`` in minutes from midnight of the first open day."""
-        return [(float(d * _MINUTES_PER_DAY + self.opens_min),
-                 float(d * _MINUTES_PER_DAY + self.closes_min)) for d in range(self.open_days)]
+        ])
 
 
 #: Most first attempts one simulated call centre is asked to take (about a minute of simulation
@@ -368,7 +363,7 @@ def run_queue_centre(q: QueueCentre, rng: np.random.Generator) -> DesResult:
     who hung up or were still waiting at closing; nobody fails for an unattended line.
     """
     windows = q.windows
-    rates = q.peak_per_hour * q.retention ** np.arange(q.open_days)
+    rates = q.new_caller_rates
     expected = float(rates.sum() * (q.closes_min - q.opens_min) / 60.0)
     if expected > MAX_QUEUE_CALLERS:
         raise ValueError(f"QueueCentre: about {expected:,.0f} callers, over the simulation's "
@@ -437,8 +432,7 @@ def run_queue_centre(q: QueueCentre, rng: np.random.Generator) -> DesResult:
                   if span_start <= start < span_end]
         while pending:
             t, caller, tries = heapq.heappop(pending)
-            d = next(d for start, end, d in day_of if t < end)  # the day of the attempt
-            closes = next(end for start, end, _ in day_of if t < end)
+            closes, d = next((end, d) for _, end, d in day_of if t < end)  # the attempt's day
             attempts[d] += 1
             while True:  # the agent free and on duty soonest
                 free_at, agent = agents[0]
