@@ -10,7 +10,7 @@ def test_baseline_has_a_reasoned_prior_for_every_parameter(baseline_path):
     for prior in spec.priors.values():
         assert len(prior.reason) > 40, prior.name
     assert spec.structure == {"demand": "decaying", "honest_claims": True,
-                              "unclear_claims": "mixture"}
+                              "inflation": "fixed", "unclear_claims": "mixture"}
     assert spec.evidence_strength["many"].failed == 6
     assert load_spec("baseline").sha256 == spec.sha256  # by name from models/
 

@@ -46,6 +46,9 @@ class Quantity:
     #: parameter only if the case has a channel of one of them, and tables leave out the
     #: elements of other channels (their draws are the prior's, and mean nothing).
     kinds: tuple[str, ...] = CHANNEL_KINDS
+    #: ``(switch, choice)``: the parameter exists only when the spec's structure switch has
+    #: that choice (``None``: always, kinds of channel permitting).
+    when: tuple[str, object] | None = None
 
     @property
     def per_channel(self) -> bool:
@@ -54,9 +57,10 @@ class Quantity:
 
 
 def _p(name: str, dims: tuple[str, ...], unit: str, support: str, meaning: str, label: str,
-       kinds: tuple[str, ...] = CHANNEL_KINDS, **roles: bool) -> Quantity:
+       kinds: tuple[str, ...] = CHANNEL_KINDS, when: tuple[str, object] | None = None,
+       **roles: bool) -> Quantity:
     return Quantity(name, "parameter", dims, unit, support, meaning, label,
-                    **({"gated": True, "sbc": True} | roles), kinds=kinds)
+                    **({"gated": True, "sbc": True} | roles), kinds=kinds, when=when)
 
 
 _CH, _CLAIM, _CD = ("channel",), ("claim",), ("channel", "day")
@@ -100,6 +104,11 @@ QUANTITIES: tuple[Quantity, ...] = (
     _p("log_inflation", (), "log factor", "positive",
        "log of the factor by which an inflated claim exceeds the count it reports",
        "log inflation factor", gated=False, sbc=False, sampled=False),
+    _p("inflation_scale", (), "log factor", "positive",
+       "scale of the half-normal log inflation of a campaign's inflated claims, shared by them and "
+       "learnt from them (only with structure inflation = 'pooled'; else the log_inflation "
+       "prior's fixed scale)", "inflation scale (log factor)", when=("inflation", "pooled"),
+       psense=True),
     _p("claim_noise", (), "log scale", "positive",
        "imprecision of a claim around the count it reports (log scale)",
        "claim imprecision (sd on log scale)", psense=True),

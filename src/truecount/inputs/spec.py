@@ -64,6 +64,10 @@ STRUCTURE: dict[str, Switch] = {
                      "call attempts per hour fall day by day after the first open day, or stay flat"),
     "honest_claims": Switch((True, False),
                             "whether a claim may be honest (no inflation), weighed by the posterior"),
+    "inflation": Switch(("fixed", "pooled"),
+                        "inflated claims' log factors half-normal with the log_inflation prior's "
+                        "fixed scale, or with a scale the campaign's claims share and inform "
+                        "(the inflation_scale prior)"),
     "unclear_claims": Switch(("mixture", "registrations"),
                              "a claim that counts something unclear: weigh 'registrations' against "
                              "'call attempts' in the posterior, or take it as registrations"),

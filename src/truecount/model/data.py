@@ -36,6 +36,7 @@ def model_structure(ds: xr.Dataset, spec: Spec) -> dict[str, Any]:
         "unclear": tuple(bool(mixture and c == "unclear") for c in ds.claim_counts.values),
         "demand": spec.structure["demand"],
         "honest_claims": bool(spec.structure["honest_claims"]),
+        "inflation": spec.structure["inflation"],
         "has_evidence": ds.sizes["evidence"] > 0,
         # Walk-in desks whose number is a range: the count is a parameter of the model.
         "servers_range": bool(("servers_upper" in ds)
@@ -47,7 +48,8 @@ def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
     """Whether the model of ``structure`` has the sampled parameter ``name``.
 
     A per-channel parameter exists only if the case has a channel of a kind it describes
-    (:attr:`truecount.quantities.Quantity.kinds`).
+    (:attr:`truecount.quantities.Quantity.kinds`), and one tied to a structure switch only with
+    its choice (:attr:`truecount.quantities.Quantity.when`).
     """
     needs: dict[str, bool] = {
         "daily_retention": structure["demand"] == "decaying",
@@ -56,8 +58,11 @@ def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
         "report_bias_odds": bool(structure["has_evidence"]),
         "servers_position": bool(structure.get("servers_range", False)),
     }
-    kinds = PARAMETERS[name].kinds if name in PARAMETERS else CHANNEL_KINDS
-    return needs.get(name, True) and any(k in structure["kinds"] for k in kinds)
+    quantity = PARAMETERS.get(name)
+    kinds = quantity.kinds if quantity else CHANNEL_KINDS
+    when = quantity.when if quantity else None
+    switched = when is None or structure.get(when[0]) == when[1]
+    return needs.get(name, True) and switched and any(k in structure["kinds"] for k in kinds)
 
 
 def model_inputs(ds: xr.Dataset, spec: Spec) -> xr.Dataset:

@@ -118,7 +118,12 @@ Claims (per claim :math:`k` with published value :math:`y_k`)
         \qquad \omega^2 = \sigma_u^2 + \sigma_k^2,
 
     which removes the ridge "true count x inflation" that a latent :math:`u_k` creates (a naive
-    parametrization gave 80+ divergences on the KSS case). The claim's likelihood mixes honest
+    parametrization gave 80+ divergences on the KSS case). The scale :math:`\sigma_u` is the
+    spec's (``log_inflation``), or with structure ``inflation = "pooled"`` a parameter
+    ``inflation_scale`` that the campaign's inflated claims share (:func:`inflation_scale`): the
+    formula is the same given :math:`\sigma_u`; a priori each :math:`u_k` is then a scale mixture
+    of half-normals, heavier-tailed than one, and claims that capacity bounds tell the model how
+    far this campaign inflates the claims nothing bounds. The claim's likelihood mixes honest
     (prior probability :math:`\pi`) and inflated. A claim whose ``counts`` is "unclear" further mixes
     :math:`Q_k` = the quantity it was presented as against call attempts (prior probability of
     attempts :math:`\kappa`). The posterior probabilities of "honest" and "counts attempts" are the
@@ -424,6 +429,19 @@ def channel_capacity(b: Backend, inputs: Mapping[str, Any], params: Mapping[str,
     return per_hour * (1.0 - is_form), is_form + b.zeros_like(per_hour)
 
 
+def inflation_scale(b: Backend, params: Mapping[str, Any], structure: Mapping[str, Any],
+                    sigma_u: float) -> Any:
+    """The scale of inflated claims' half-normal log factor.
+
+    The spec's fixed ``sigma_u`` (the ``log_inflation`` prior's), or with structure
+    ``inflation = "pooled"`` the sampled ``inflation_scale``, shared by the campaign's claims
+    (per draw, shaped like the other shared parameters).
+    """
+    if structure.get("inflation") == "pooled":
+        return b.shared(params["inflation_scale"])
+    return sigma_u
+
+
 def claim_terms(b: Backend, funnel: Any, inputs: Mapping[str, Any], structure: Mapping[str, Any],
                 params: Mapping[str, Any], sigma_u: float) -> Any:
     """Log weights of (honest, inflated) x (stated quantity, call attempts): ``(4, ..., claim)``.
@@ -437,12 +455,13 @@ def claim_terms(b: Backend, funnel: Any, inputs: Mapping[str, Any], structure: M
     noise = b.shared(params["claim_noise"])
     sd = b.sqrt(noise**2 + (inputs["claim_rounding"] / y) ** 2 / 12.0)
     honest_p = b.shared(params["honest_probability"]) if structure["honest_claims"] else None
+    scale = inflation_scale(b, params, structure, sigma_u)
 
     def pair(r: Any) -> tuple[Any, Any]:
         """Log densities of r (honest, inflated), each with its prior weight."""
-        omega = b.sqrt(sigma_u**2 + sd**2)  # per call: the model's gradient sums in this order
+        omega = b.sqrt(scale**2 + sd**2)  # per call: the model's gradient sums in this order
         inflated = (np.log(2.0) + b.normal_logpdf(r, omega)
-                    + b.log_normal_cdf((sigma_u / sd) * r / omega))
+                    + b.log_normal_cdf((scale / sd) * r / omega))
         if honest_p is None:
             return b.full_like(r, -np.inf), inflated
         return b.log(honest_p) + b.normal_logpdf(r, sd), b.log1p(-honest_p) + inflated

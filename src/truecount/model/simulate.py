@@ -157,9 +157,10 @@ def draw_parameters(spec: Spec, n_channels: int, rng: np.random.Generator,
                     size: tuple[int, ...] = (), *, kinds: Sequence[str]) -> dict[str, np.ndarray]:
     """Draws of every sampled parameter from the spec's priors, with leading shape ``size``.
 
-    Per-channel parameters get a trailing ``channel`` axis; the inflation scale, integrated out of
+    Per-channel parameters get a trailing ``channel`` axis; the log inflation, integrated out of
     the model, is not drawn, nor a per-channel parameter of kinds of channel the case does not
-    have (``kinds``: its channels' kinds, as in ``model_structure(...)["kinds"]``).
+    have (``kinds``: its channels' kinds, as in ``model_structure(...)["kinds"]``), nor one tied
+    to a structure switch the spec does not choose (``inflation_scale`` unless pooled).
     """
     params: dict[str, np.ndarray] = {}
     for name, prior in spec.priors.items():
@@ -168,6 +169,8 @@ def draw_parameters(spec: Spec, n_channels: int, rng: np.random.Generator,
             continue
         if not any(k in kinds for k in quantity.kinds):
             continue
+        if quantity.when is not None and spec.structure[quantity.when[0]] != quantity.when[1]:
+            continue  # tied to a structure switch the spec does not choose
         shape = (*size, n_channels) if name in CHANNEL_PARAMETERS else size
         params[name] = np.asarray(prior.scipy().rvs(size=shape, random_state=rng), dtype=float)
     return params
@@ -193,7 +196,7 @@ def significant_rounding(raw: np.ndarray, digits: int = 2) -> np.ndarray:
 
 
 def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.ndarray,
-                       rounding: np.ndarray | None, params: dict[str, Any], sigma_u: float,
+                       rounding: np.ndarray | None, params: dict[str, Any], sigma_u: Any,
                        honest_claims: bool, rng: np.random.Generator,
                        world: InflationWorld | None = None,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,7 +204,8 @@ def claims_from_funnel(funnel: np.ndarray, quantity: np.ndarray, unclear: np.nda
 
     Draws what each claim counts (the stated quantity, or call attempts with probability
     ``counts_attempts_probability`` where unclear), whether it is honest (probability
-    ``honest_probability``), its inflation (half-normal on the log scale, scale ``sigma_u``) and
+    ``honest_probability``), its inflation (half-normal on the log scale, scale ``sigma_u``: a
+    number, or per draw with a trailing axis of 1, as :func:`equations.inflation_scale` gives it) and
     imprecision, and rounds it to the claim's precision (at least one unit of it). With
     ``rounding=None`` each value keeps two significant figures instead, as published figures do
     (23,000; 4,900; 370): the simulators use that, since a fixed unit of 1,000 would turn a
@@ -245,4 +249,6 @@ def published_claims(det: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
     """
     return claims_from_funnel(det["funnel_at_claim"], inputs["claim_quantity"],
                               np.asarray(structure["unclear"], dtype=bool), rounding, params,
-                              sigma_u, bool(structure["honest_claims"]), rng, world)
+                              equations.inflation_scale(equations.NUMPY, params, structure,
+                                                        sigma_u),
+                              bool(structure["honest_claims"]), rng, world)

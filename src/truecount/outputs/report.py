@@ -201,6 +201,10 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
                   "model samples where it lies (`servers_position`, uniform on the log scale "
                   "unless the spec says otherwise), and Erlang-B is interpolated between whole "
                   "numbers of desks; the `desks` row of the table is the posterior count.")
+    if spec.structure["inflation"] == "pooled":
+        forms += (" The scale of the inflated claims' half-normal log factor is not fixed: the "
+                  "campaign's claims share it (`inflation_scale`, with its own prior), so claims "
+                  "that capacity bounds inform how far the others are inflated.")
     structure = "; ".join(f"{k} = {v} ({STRUCTURE[k].meaning})" for k, v in spec.structure.items())
     b: list[Block] = [
         ("h", 2, "Methods"),
@@ -224,7 +228,9 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
                 "mu[c,d]       = q[c] answered[c,d];  N[c,d] ~ Poisson(mu[c,d])\n"
                 "log y[k]      = log Q[k] + u[k] + e[k]                  Q: what claim k counts\n"
                 "e[k] ~ N(0, sigma^2 + (R[k]/y[k])^2 / 12)              imprecision + rounding R\n"
-                "u[k] = 0 (honest, prob. pi)  or  u[k] ~ HalfNormal(sigma_u), integrated out\n"
+                "u[k] = 0 (honest, prob. pi)  or  u[k] ~ HalfNormal(sigma_u), integrated out"
+                + ("\n                                                       sigma_u shared, "
+                   "with a prior" if spec.structure["inflation"] == "pooled" else "") + "\n"
                 "f[c] = sum_d attempts (1 - s (1 - B)) / sum_d attempts  share of attempts failing\n"
                 "failed[j] ~ Binomial(n[j], psi f / (psi f + 1 - f))     psi: reporting bias"),
         ("p", "The full derivation is in the docstring of `truecount.model.equations`. Priors, each with "

@@ -107,6 +107,7 @@ from truecount.inputs.case import Case, Sourced
 from truecount.inputs.spec import Spec
 from truecount.model.capacity import attempts_per_hour
 from truecount.model.data import model_inputs, model_structure
+from truecount.model.equations import NUMPY, inflation_scale
 from truecount.model.simulate import (
     InflationWorld,
     Simulated,
@@ -707,7 +708,8 @@ def des_campaign(case: Case, spec: Spec, rng: np.random.Generator,
     sigma_u = float(spec.priors["log_inflation"].params["sigma"])
     values, honest, counted = claims_from_funnel(
         funnel, model_inputs(ds, spec)["claim_quantity"].values, np.asarray(structure["unclear"], bool),
-        None, params, sigma_u, structure["honest_claims"], rng, inflation)
+        None, params, inflation_scale(NUMPY, params, structure, sigma_u),
+        structure["honest_claims"], rng, inflation)
     units = significant_rounding(values)  # published figures keep two significant digits
 
     # -- evidence: reports from callers, biased towards those who never got through --------------
