@@ -49,6 +49,9 @@ def test_a_count_for_a_day_counts_that_day_only(tmp_path):
     case = load_case(path)
     second = case.claims[1]
     assert not second.cumulative and second.period == "2021-11-22 to 2021-11-22 (end of day)"
+    # How the fit's summary and report name what each claim covers.
+    assert case.claims[0].label == "by 2021-11-21 (end of day)"
+    assert second.label == "for 2021-11-22 to 2021-11-22 (end of day), all channels"
     exposure = case.to_dataset().claim_exposure.values  # (claim, channel, day 19..25 Nov)
     np.testing.assert_array_equal(exposure[0, 0], [0, 0, 1, 0, 0, 0, 0])
     np.testing.assert_array_equal(exposure[1, 0], [0, 0, 0, 1, 0, 0, 0])

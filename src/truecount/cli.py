@@ -471,7 +471,7 @@ def _run_report(args: argparse.Namespace) -> int:
                              "file or baseline spec than this run)",
                              f"a sensitivity folder of {case.path.name} under spec {spec.id}",
                              "Rerun `truecount sensitivity` on this run's case and spec.")
-    analysis = analyse(tree, _options(args), claim_dates={c.id: c.when for c in case.claims})
+    analysis = analyse(tree, _options(args), claim_dates={c.id: c.label for c in case.claims})
     written = write_report(folder, analysis, case, spec, sensitivity=sensitivity)
     print(f"truecount: wrote {', '.join(str(p.relative_to(folder)) for p in written)} in "
           f"{folder}/")
@@ -693,7 +693,7 @@ def render_summary(summary: Any, attrs: Any, out: Any, report: bool = True) -> s
     ]
     for c in summary.claims:
         lines.append(
-            f"  {c.id}: {c.value:,} by {c.date}: inflation factor {c.inflation.text()};"
+            f"  {c.id}: {c.value:,} {c.date}: inflation factor {c.inflation.text()};"
             f" P(physically possible) {c.p_possible_text}; P(honest) {c.p_honest:.2f};"
             f" P(counts call attempts) {c.p_counts_attempts:.2f}"
         )

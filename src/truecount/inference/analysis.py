@@ -117,7 +117,7 @@ def fit_and_analyse(fitter: Any, case: Any = None, options: Options = Options(),
                                     target_accept=target_accept or DEFAULT_TARGET_ACCEPT,
                                     retry=retry, progress=progress, say=say)
     claims = getattr(case, "claims", None)
-    dates = {c.id: c.when for c in claims} if claims is not None else None
+    dates = {c.id: c.label for c in claims} if claims is not None else None
     return analyse(tree, options, claim_dates=dates, verdict=verdict, note=note)
 
 

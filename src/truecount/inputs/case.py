@@ -209,6 +209,18 @@ class Claim:
         return f"{start} to {end}"
 
     @property
+    def label(self) -> str:
+        """What the claim covers, as the fit's summary names it after the value.
+
+        ``"by 2021-11-21 (end of day)"`` for a running total of every channel, ``"up to
+        2021-11-21 (end of day), channel desk"`` for one about a channel, ``"for 2021-11-21 09:00
+        to 12:00, all channels"`` for a count for a period.
+        """
+        if self.since is None and self.channel is None:
+            return f"by {self.when}"
+        return f"{'up to ' + self.when if self.since is None else 'for ' + self.period}, {self.scope}"
+
+    @property
     def scope(self) -> str:
         """``"all channels"`` or ``"channel kss_phones"``."""
         return "all channels" if self.channel is None else f"channel {self.channel}"

@@ -132,7 +132,7 @@ def _blocks(analysis: Analysis, case: Case, spec: Spec,
         rows.append([c.id, f"{c.value:,}", c.date, _iv(c.true_at_claim), _iv(c.inflation),
                      c.p_possible_text, f"{c.p_honest:.2f}", f"{c.p_counts_attempts:.2f}",
                      _iv(c.days_needed) if c.p_possible_text != FORM_TEXT else "not bounded"])
-    b.append(("table", ["claim", "published", "date", "true enrolments by then",
+    b.append(("table", ["claim", "published", "covers", "true enrolments it counts",
                         "inflation factor (claim / true)", "P(physically possible)",
                         "P(honest)", "P(counts call attempts)",
                         "days the channel would need"], rows))
