@@ -129,3 +129,30 @@ def test_fit_writes_report_and_report_command_rewrites_it(tmp_path, kss_path, ca
     code = main(["report", str(out), "--threshold", "1000", "--interval", "hdi"])
     assert code == 3
     assert "P(true enrolments < 1,000)" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_methods_list_the_priors_the_model_has():
+    """A phone-line case under a fixed scale: no call-centre, desk, form or pooled-scale prior in
+    the table, and a line naming them; under the pooled spec the scale is listed."""
+    import numpy as np
+    import xarray as xr
+
+    from tests.conftest import KSS
+    from truecount.outputs.report import _methods
+
+    case = load_case(KSS)
+
+    def table(spec_name, names):
+        post = xr.Dataset({n: (("chain", "draw"), np.zeros((1, 2))) for n in names})
+        blocks = _methods(xr.DataTree.from_dict({"posterior": post}), case, load_spec(spec_name))
+        (rows,) = [b[2] for b in blocks if b[0] == "table" and b[1][0] == "parameter"]
+        return [r[0] for r in rows], " ".join(str(b[1]) for b in blocks if b[0] == "p")
+
+    lines = ("handle_time", "attended_share", "peak_load_per_line", "enrol_share",
+             "daily_retention", "claim_noise", "honest_probability",
+             "counts_attempts_probability", "report_bias_odds")
+    listed, text = table("baseline", lines)
+    assert set(listed) == {*lines, "log_inflation"}
+    assert "`patience`" in text and "`inflation_scale`" in text
+    listed, _ = table("inflation_pooled", (*lines, "inflation_scale"))
+    assert "inflation_scale" in listed

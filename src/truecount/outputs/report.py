@@ -236,9 +236,21 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
         ("p", "The full derivation is in the docstring of `truecount.model.equations`. Priors, each with "
               "the reason given in the spec file:"),
     ]
-    rows = [[name, PARAMETERS[name].meaning, p.describe(), p.reason]
-            for name, p in spec.priors.items()]
+    # The priors this fit's model has: its sampled parameters, and the inflation integrated out
+    # (the spec also holds priors for kinds of channel and switches this case does not use).
+    posterior = tree["posterior"]
+    used = {name: p for name, p in spec.priors.items()
+            if name in posterior or not PARAMETERS[name].sampled}
+    pooled = "inflation_scale" in used
+    rows = [[name, PARAMETERS[name].meaning,
+             "HalfNormal(sigma = inflation_scale), the scale shared by the claims"
+             if pooled and name == "log_inflation" else p.describe(), p.reason]
+            for name, p in used.items()]
     b.append(("table", ["parameter", "meaning", "prior", "reason"], rows))
+    if len(used) < len(spec.priors):
+        unused = ", ".join(f"`{n}`" for n in spec.priors if n not in used)
+        b.append(("p", f"The spec's other priors ({unused}) are for kinds of channel or model "
+                       "switches this case does not use; the model has no such parameter."))
     mapping = ", ".join(f"'{k}' = {m.failed} failed of {m.reports} reports"
                         for k, m in spec.evidence_strength.items())
     b.append(("p", f"Qualitative evidence is read as data by the spec's mapping: {mapping}. "
