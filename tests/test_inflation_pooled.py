@@ -7,6 +7,8 @@ parameter exists, is drawn and is recorded exactly where the switch asks for it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,14 @@ def test_a_fixed_spec_draws_no_scale_and_keeps_its_random_stream(kss):
     a = draw_parameters(fixed, 1, np.random.default_rng(5), kinds=kinds)
     b = draw_parameters(pooled, 1, np.random.default_rng(5), kinds=kinds)
     assert "inflation_scale" not in a and "inflation_scale" in b
-    # Parameters drawn before the scale are the same draws (registry order).
+    # Every draw of a fixed spec is what it was before the scale's prior existed.
+    without = dataclasses.replace(fixed, priors={n: p for n, p in fixed.priors.items()
+                                                 if n != "inflation_scale"})
+    before = draw_parameters(without, 1, np.random.default_rng(5), kinds=kinds)
+    assert a.keys() == before.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], before[name])
+    # The pooled spec's draws before the scale are the same draws (registry order).
     for name in ("handle_time", "attended_share", "peak_load_per_line", "enrol_share",
                  "daily_retention"):
         np.testing.assert_array_equal(a[name], b[name])

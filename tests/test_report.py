@@ -136,8 +136,8 @@ def test_methods_list_the_priors_the_model_has():
     the table, and a line naming them; under the pooled spec the scale is listed."""
     import numpy as np
     import xarray as xr
-
     from tests.conftest import KSS
+
     from truecount.outputs.report import _methods
 
     case = load_case(KSS)

@@ -15,6 +15,7 @@ False
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: The order of the funnel quantities a claim can report (the ``quantity`` dimension).
@@ -49,6 +50,10 @@ class Quantity:
     #: ``(switch, choice)``: the parameter exists only when the spec's structure switch has
     #: that choice (``None``: always, kinds of channel permitting).
     when: tuple[str, object] | None = None
+
+    def switched_on(self, switches: Mapping[str, object]) -> bool:
+        """Whether the structure ``switches`` (a spec's, or a model structure) give it a place."""
+        return self.when is None or switches.get(self.when[0]) == self.when[1]
 
     @property
     def per_channel(self) -> bool:

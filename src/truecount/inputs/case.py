@@ -218,7 +218,8 @@ class Claim:
         """
         if self.since is None and self.channel is None:
             return f"by {self.when}"
-        return f"{'up to ' + self.when if self.since is None else 'for ' + self.period}, {self.scope}"
+        covers = f"up to {self.when}" if self.since is None else f"for {self.period}"
+        return f"{covers}, {self.scope}"
 
     @property
     def scope(self) -> str:

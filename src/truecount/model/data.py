@@ -60,8 +60,7 @@ def needs_parameter(name: str, structure: dict[str, Any]) -> bool:
     }
     quantity = PARAMETERS.get(name)
     kinds = quantity.kinds if quantity else CHANNEL_KINDS
-    when = quantity.when if quantity else None
-    switched = when is None or structure.get(when[0]) == when[1]
+    switched = quantity is None or quantity.switched_on(structure)
     return needs.get(name, True) and switched and any(k in structure["kinds"] for k in kinds)
 
 

@@ -169,7 +169,7 @@ def draw_parameters(spec: Spec, n_channels: int, rng: np.random.Generator,
             continue
         if not any(k in kinds for k in quantity.kinds):
             continue
-        if quantity.when is not None and spec.structure[quantity.when[0]] != quantity.when[1]:
+        if not quantity.switched_on(spec.structure):
             continue  # tied to a structure switch the spec does not choose
         shape = (*size, n_channels) if name in CHANNEL_PARAMETERS else size
         params[name] = np.asarray(prior.scipy().rvs(size=shape, random_state=rng), dtype=float)

@@ -241,7 +241,7 @@ def _methods(tree: xr.DataTree, case: Case, spec: Spec) -> list[Block]:
     posterior = tree["posterior"]
     used = {name: p for name, p in spec.priors.items()
             if name in posterior or not PARAMETERS[name].sampled}
-    pooled = "inflation_scale" in used
+    pooled = spec.structure["inflation"] == "pooled"
     rows = [[name, PARAMETERS[name].meaning,
              "HalfNormal(sigma = inflation_scale), the scale shared by the claims"
              if pooled and name == "log_inflation" else p.describe(), p.reason]
